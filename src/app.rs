@@ -1,0 +1,160 @@
+//! Start-up and shutdown of the service: data directory, database, keys, listener, router.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError};
+use crate::service::keys::Keys;
+use crate::service::{Console, SendSettings, ServiceError};
+use crate::store::{OpenError, Store, WriterThread};
+use crate::{build_info, failpoints, http};
+
+/// How long shutdown waits for in-flight requests before it stops waiting.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for the writer to commit what is queued.
+const WRITER_DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("data directory {path}: {reason}")]
+    DataDir { path: String, reason: String },
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: SocketAddr, reason: String },
+    #[error("{0}")]
+    Service(#[from] ServiceError),
+}
+
+/// A built application, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    console: Arc<Console>,
+    writer: WriterThread,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        failpoints::init_from_env();
+        let clock = Clock::from_env();
+        prepare_data_dir(&config.data_dir)?;
+        let (store, writer) = Store::open(&config.database_path())?;
+        let keys = Keys::load(store.clone(), clock, config.admin_token()?).await?;
+        let admin_key_path = config.admin_key_path();
+        if keys.ensure_admin(&admin_key_path).await? {
+            tracing::info!(
+                event = "bootstrap_admin_key",
+                path = %admin_key_path.display(),
+                "created an admin key; it is in this file (mode 0600)"
+            );
+        }
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| StartError::Listen {
+                    addr: config.listen,
+                    reason: e.to_string(),
+                })?;
+        let console = Console::new(
+            store,
+            keys,
+            clock,
+            SendSettings::from_config(&config),
+            config.data_dir.clone(),
+        );
+        Ok(Self {
+            listener,
+            console: Arc::new(console),
+            writer,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains requests and the writer.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Application {
+            listener,
+            console,
+            writer,
+        } = self;
+        let addr = listener.local_addr()?;
+        tracing::info!(
+            event = "listening",
+            addr = %addr,
+            version = build_info::VERSION,
+            git_sha = build_info::GIT_SHA,
+            "listening"
+        );
+        let (stopping_tx, stopping) = tokio::sync::oneshot::channel();
+        let server = axum::serve(listener, http::router(console))
+            .with_graceful_shutdown(async move {
+                stop_signal().await;
+                tracing::info!(event = "stopping", "stop requested; draining requests");
+                let _ = stopping_tx.send(());
+            });
+        tokio::select! {
+            served = server => served?,
+            () = async {
+                if stopping.await.is_ok() {
+                    tokio::time::sleep(DRAIN_LIMIT).await;
+                }
+                else { std::future::pending::<()>().await }
+            } => tracing::warn!(event = "drain_timeout", "requests still running after the drain limit"),
+        }
+        drain_writer(writer).await;
+        tracing::info!(event = "stopped", "stopped");
+        Ok(())
+    }
+}
+
+/// Creates the data directory (0700) when it does not exist.
+fn prepare_data_dir(dir: &Path) -> Result<(), StartError> {
+    let failed = |e: std::io::Error| StartError::DataDir {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(failed)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// Waits, bounded, for the writer to commit everything queued. The writer stops once the last
+/// handle to it is gone, which is when the router and every task holding the console are done.
+async fn drain_writer(writer: WriterThread) {
+    let joined = tokio::task::spawn_blocking(move || writer.join());
+    if tokio::time::timeout(WRITER_DRAIN_LIMIT, joined).await.is_err() {
+        tracing::warn!(event = "writer_drain_timeout", "writer still busy at exit");
+    }
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!(event = "error", "cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,102 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::build_info;
+use crate::domain::role::Role;
+
+#[derive(Debug, Parser)]
+#[command(name = "sofiia-console", version = build_info::LONG_VERSION, about = "Self-contained operator console for AI-agent chats")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the console service.
+    Serve(ServeArgs),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// Where to find the configuration, and what to override in it.
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArgs {
+    /// Configuration file (default: /etc/sofiia-console/config.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory holding the database.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+/// How a CLI data command reaches the data: through the running service, or directly.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// URL of the running service (default: its configured listen address, tried when the
+    /// database file is in use).
+    #[arg(long, env = "SOFIIA_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// File holding an admin API key for the service (default: <data-dir>/admin.key).
+    #[arg(long, env = "SOFIIA_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; its secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Lifetime in whole days, e.g. 30d.
+        #[arg(long, value_parser = parse_days)]
+        expires: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    text.parse()
+}
+
+/// `30d` (or `30`) → 30.
+fn parse_days(text: &str) -> Result<u32, String> {
+    let days: u32 = text
+        .strip_suffix('d')
+        .unwrap_or(text)
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of days such as 30d"))?;
+    if days == 0 {
+        return Err("must be at least 1 day".into());
+    }
+    Ok(days)
+}

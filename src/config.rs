@@ -1,0 +1,441 @@
+//! Configuration: built-in defaults → TOML file → `SOFIIA_*` environment → command-line flags
+//! (SPEC §2).
+//!
+//! All sources are merged into one TOML tree before anything is typed, so each layer can set any
+//! key and a single deserialisation — with unknown keys denied — checks the result. Errors name
+//! the key (as a dotted path), what was wrong, and which source set it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The packaged configuration file, read when it exists and no `--config` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/sofiia-console/config.toml";
+const ENV_PREFIX: &str = "SOFIIA_";
+/// `SOFIIA_*` variables that are not configuration keys: the CLI's client settings and the test
+/// knobs (see `clock` and `failpoints`).
+const NON_CONFIG_ENV: &[&str] = &[
+    "SOFIIA_URL",
+    "SOFIIA_KEY_FILE",
+    "SOFIIA_API_KEY",
+    "SOFIIA_FROZEN_CLOCK_MS",
+    "SOFIIA_FAILPOINTS",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub admin_token: Option<Secret>,
+    pub admin_token_file: Option<PathBuf>,
+    pub require_idempotency_key: bool,
+    pub auto_create_chats: bool,
+    pub idempotency: IdempotencyConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencyConfig {
+    pub ttl_hours: u64,
+    pub wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./sofiia-data"),
+            admin_token: None,
+            admin_token_file: None,
+            require_idempotency_key: false,
+            auto_create_chats: true,
+            idempotency: IdempotencyConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Self {
+            ttl_hours: 24,
+            wait_ms: 5000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// A credential from configuration: never printed, never logged.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Values given as command-line flags; they win over every other source.
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error("configuration file {path} is not valid TOML: {reason}")]
+    Syntax { path: String, reason: String },
+    #[error("invalid configuration key `{key}` (set by {source_name}): {reason}")]
+    Invalid {
+        key: String,
+        source_name: String,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Loads the configuration from every source, using the process environment.
+    pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        Self::load_from(flags, std::env::vars())
+    }
+
+    pub fn load_from(
+        flags: &Flags,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut layers = Layers::default();
+        let file = flags
+            .config
+            .clone()
+            .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()));
+        if let Some(path) = file {
+            layers.merge_file(&path)?;
+        }
+        for (name, value) in env {
+            if let Some(path) = env_key_path(&name) {
+                layers.set(&path, &value, format!("environment variable {name}"));
+            }
+        }
+        if let Some(listen) = &flags.listen {
+            layers.set_string("listen", listen, "--listen");
+        }
+        if let Some(dir) = &flags.data_dir {
+            layers.set_string("data_dir", &dir.to_string_lossy(), "--data-dir");
+        }
+        let config = layers.into_config()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks rules the types alone cannot express.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            key: key.into(),
+            source_name: "configuration".into(),
+            reason: reason.into(),
+        };
+        if !(1..=24 * 365).contains(&self.idempotency.ttl_hours) {
+            return Err(invalid(
+                "idempotency.ttl_hours",
+                "must be between 1 and 8760 hours",
+            ));
+        }
+        if self.idempotency.wait_ms > 60_000 {
+            return Err(invalid(
+                "idempotency.wait_ms",
+                "must be at most 60000 milliseconds",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::builder()
+            .parse(&self.log.level)
+            .is_err()
+        {
+            return Err(invalid(
+                "log.level",
+                "must be a level (error, warn, info, debug, trace) or a tracing filter directive",
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The admin credential from `admin_token` or `admin_token_file`, if any.
+    pub fn admin_token(&self) -> Result<Option<Secret>, ConfigError> {
+        if let Some(token) = &self.admin_token {
+            return Ok(Some(token.clone()));
+        }
+        let Some(path) = &self.admin_token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+            key: "admin_token_file".into(),
+            source_name: "configuration".into(),
+            reason: format!("cannot read {}: {e}", path.display()),
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "admin_token_file".into(),
+                source_name: "configuration".into(),
+                reason: format!("{} is empty", path.display()),
+            });
+        }
+        Ok(Some(Secret(token.to_owned())))
+    }
+
+    /// The database file inside the data directory.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("sofiia.redb")
+    }
+
+    /// Where the bootstrap admin key is written.
+    pub fn admin_key_path(&self) -> PathBuf {
+        self.data_dir.join("admin.key")
+    }
+}
+
+/// `SOFIIA_RATE_LIMIT__CHAT__PER_MINUTE` → `["rate_limit", "chat", "per_minute"]`.
+fn env_key_path(name: &str) -> Option<Vec<String>> {
+    let rest = name.strip_prefix(ENV_PREFIX)?;
+    if NON_CONFIG_ENV.contains(&name) || rest.is_empty() {
+        return None;
+    }
+    Some(rest.split("__").map(str::to_ascii_lowercase).collect())
+}
+
+/// The merged TOML tree and, for each key set, the source that set it.
+struct Layers {
+    tree: toml::Table,
+    defaults: toml::Table,
+    sources: HashMap<String, String>,
+}
+
+impl Default for Layers {
+    fn default() -> Self {
+        let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+        Self {
+            tree: toml::Table::new(),
+            defaults,
+            sources: HashMap::new(),
+        }
+    }
+}
+
+impl Layers {
+    fn merge_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: shown.clone(),
+            reason: e.message().to_owned(),
+        })?;
+        for dotted in dotted_keys(&table, "") {
+            self.sources.insert(dotted, format!("file {shown}"));
+        }
+        self.tree = table;
+        Ok(())
+    }
+
+    /// Sets a key from text. Where the default is a number, boolean or list, the text is read as
+    /// a TOML value (`5000`, `false`, `["a"]`); everywhere else it is taken as a string, so
+    /// `SOFIIA_ADMIN_TOKEN=12345` stays a string.
+    fn set(&mut self, path: &[String], text: &str, source: String) {
+        let typed = match lookup(&self.defaults, path) {
+            Some(toml::Value::String(_)) | None => None,
+            Some(_) => parse_toml_value(text),
+        };
+        let value = typed.unwrap_or_else(|| toml::Value::String(text.to_owned()));
+        self.sources.insert(path.join("."), source);
+        insert(&mut self.tree, path, value);
+    }
+
+    fn set_string(&mut self, key: &str, text: &str, source: &str) {
+        self.sources.insert(key.to_owned(), source.to_owned());
+        self.tree
+            .insert(key.to_owned(), toml::Value::String(text.to_owned()));
+    }
+
+    fn into_config(self) -> Result<Config, ConfigError> {
+        let value = toml::Value::Table(self.tree);
+        serde_path_to_error::deserialize(value).map_err(|error| {
+            let key = error.path().to_string();
+            let source_name = self
+                .sources
+                .iter()
+                .filter(|(k, _)| key.starts_with(k.as_str()) || k.starts_with(&key))
+                .max_by_key(|(k, _)| k.len())
+                .map(|(_, s)| s.clone())
+                .unwrap_or_else(|| "configuration".into());
+            ConfigError::Invalid {
+                key,
+                source_name,
+                reason: error.into_inner().message().to_owned(),
+            }
+        })
+    }
+}
+
+fn parse_toml_value(text: &str) -> Option<toml::Value> {
+    let mut table: toml::Table = format!("v = {text}").parse().ok()?;
+    table.remove("v")
+}
+
+fn lookup<'t>(table: &'t toml::Table, path: &[String]) -> Option<&'t toml::Value> {
+    let (first, rest) = path.split_first()?;
+    let value = table.get(first)?;
+    match (rest.is_empty(), value) {
+        (true, v) => Some(v),
+        (false, toml::Value::Table(inner)) => lookup(inner, rest),
+        _ => None,
+    }
+}
+
+fn insert(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        table.insert(first.clone(), value);
+        return;
+    }
+    let child = table
+        .entry(first.clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if !child.is_table() {
+        *child = toml::Value::Table(toml::Table::new());
+    }
+    if let toml::Value::Table(inner) = child {
+        insert(inner, rest, value);
+    }
+}
+
+/// Every leaf key of `table` as a dotted path.
+fn dotted_keys(table: &toml::Table, prefix: &str) -> Vec<String> {
+    table
+        .iter()
+        .flat_map(|(k, v)| {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(inner) => dotted_keys(inner, &key),
+                _ => vec![key],
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load_from(&Flags::default(), env)
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./sofiia-data"));
+        assert!(config.auto_create_chats);
+        assert_eq!(config.idempotency.wait_ms, 5000);
+    }
+
+    #[test]
+    fn environment_maps_onto_nested_keys_with_types() {
+        let config = load(&[
+            ("SOFIIA_IDEMPOTENCY__WAIT_MS", "250"),
+            ("SOFIIA_AUTO_CREATE_CHATS", "false"),
+            ("SOFIIA_ADMIN_TOKEN", "12345"),
+            ("SOFIIA_URL", "http://ignored"),
+            ("OTHER", "x"),
+        ])
+        .unwrap();
+        assert_eq!(config.idempotency.wait_ms, 250);
+        assert!(!config.auto_create_chats);
+        assert_eq!(config.admin_token.unwrap().expose(), "12345");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_its_source() {
+        let message = load(&[("SOFIIA_IDEMPOTENCY__WAIT_MS", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("idempotency.wait_ms"), "{message}");
+        assert!(message.contains("SOFIIA_IDEMPOTENCY__WAIT_MS"), "{message}");
+
+        let message = load(&[("SOFIIA_LISTEN_ADDR", "x")]).unwrap_err().to_string();
+        assert!(message.contains("listen_addr"), "{message}");
+
+        let message = load(&[("SOFIIA_LISTEN", "nowhere")]).unwrap_err().to_string();
+        assert!(message.contains("`listen`"), "{message}");
+
+        let message = load(&[("SOFIIA_IDEMPOTENCY__TTL_HOURS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("idempotency.ttl_hours"), "{message}");
+    }
+
+    #[test]
+    fn flags_win_over_environment() {
+        let flags = Flags {
+            listen: Some("127.0.0.1:9999".into()),
+            ..Flags::default()
+        };
+        let env = [("SOFIIA_LISTEN".to_string(), "127.0.0.1:1".to_string())];
+        let config = Config::load_from(&flags, env).unwrap();
+        assert_eq!(config.listen.port(), 9999);
+    }
+
+    #[test]
+    fn file_keys_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:7000\"\n[idempotency]\nttl_hour = 3\n").unwrap();
+        let flags = Flags {
+            config: Some(path),
+            ..Flags::default()
+        };
+        let message = Config::load_from(&flags, []).unwrap_err().to_string();
+        assert!(message.contains("ttl_hour"), "{message}");
+        assert!(message.contains("config.toml"), "{message}");
+    }
+}

@@ -1,0 +1,129 @@
+//! Opaque page cursors (SPEC §5).
+//!
+//! A cursor is the base64url encoding of the full sort key of the last row served, including the
+//! unique tie-breaker, behind a one-byte tag naming which listing it belongs to. Resuming
+//! *strictly after* a full unique key is what makes paging stable: rows sharing a timestamp are
+//! still ordered by the tie-breaker, and rows inserted meanwhile land either before the cursor or
+//! after it, never on it. Decoding checks the tag and the exact length, so garbage is a clean
+//! error and a cursor from one listing cannot be replayed against another.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::message::Position;
+use super::slug;
+
+const MESSAGE_TAG: u8 = b'm';
+const CHAT_TAG: u8 = b'c';
+
+/// Direction of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    #[default]
+    Asc,
+    Desc,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cursor is not valid for this listing")]
+pub struct InvalidCursor;
+
+/// Position in the chat index: newest activity first, ties by id ascending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatCursor {
+    pub activity_ms: u64,
+    pub id: String,
+}
+
+pub fn encode_message(position: Position) -> String {
+    let mut bytes = Vec::with_capacity(17);
+    bytes.push(MESSAGE_TAG);
+    bytes.extend_from_slice(&position.ts_ms.to_be_bytes());
+    bytes.extend_from_slice(&position.seq.to_be_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn decode_message(text: &str) -> Result<Position, InvalidCursor> {
+    let bytes: [u8; 16] = decode_tagged(text, MESSAGE_TAG)?
+        .try_into()
+        .map_err(|_| InvalidCursor)?;
+    let (ts, seq) = bytes.split_at(8);
+    Ok(Position {
+        ts_ms: u64::from_be_bytes(ts.try_into().map_err(|_| InvalidCursor)?),
+        seq: u64::from_be_bytes(seq.try_into().map_err(|_| InvalidCursor)?),
+    })
+}
+
+pub fn encode_chat(cursor: &ChatCursor) -> String {
+    let mut bytes = Vec::with_capacity(9 + cursor.id.len());
+    bytes.push(CHAT_TAG);
+    bytes.extend_from_slice(&cursor.activity_ms.to_be_bytes());
+    bytes.extend_from_slice(cursor.id.as_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn decode_chat(text: &str) -> Result<ChatCursor, InvalidCursor> {
+    let bytes = decode_tagged(text, CHAT_TAG)?;
+    if bytes.len() < 9 {
+        return Err(InvalidCursor);
+    }
+    let (activity, id) = bytes.split_at(8);
+    let id = std::str::from_utf8(id).map_err(|_| InvalidCursor)?;
+    slug::validate(id).map_err(|_| InvalidCursor)?;
+    Ok(ChatCursor {
+        activity_ms: u64::from_be_bytes(activity.try_into().map_err(|_| InvalidCursor)?),
+        id: id.to_owned(),
+    })
+}
+
+/// Decodes base64url and strips the expected tag; the payload is returned without it.
+fn decode_tagged(text: &str, tag: u8) -> Result<Vec<u8>, InvalidCursor> {
+    if text.is_empty() || text.len() > 128 {
+        return Err(InvalidCursor);
+    }
+    let mut bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| InvalidCursor)?;
+    if bytes.first() != Some(&tag) {
+        return Err(InvalidCursor);
+    }
+    bytes.remove(0);
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_cursor_round_trips() {
+        let position = Position {
+            ts_ms: 1_700_000_000_000,
+            seq: 42,
+        };
+        assert_eq!(decode_message(&encode_message(position)), Ok(position));
+    }
+
+    #[test]
+    fn chat_cursor_round_trips() {
+        let cursor = ChatCursor {
+            activity_ms: 7,
+            id: "ops-1".into(),
+        };
+        assert_eq!(decode_chat(&encode_chat(&cursor)), Ok(cursor));
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        let chat = encode_chat(&ChatCursor {
+            activity_ms: 7,
+            id: "ops".into(),
+        });
+        for text in ["", "!!!", "bQ", "AAAAAAAAAAAAAAAAAAAAAAAA", chat.as_str()] {
+            assert_eq!(decode_message(text), Err(InvalidCursor), "{text}");
+        }
+        let message = encode_message(Position { ts_ms: 1, seq: 1 });
+        assert_eq!(decode_chat(&message), Err(InvalidCursor));
+        let bad_id = URL_SAFE_NO_PAD.encode(b"c\0\0\0\0\0\0\0\x01a b");
+        assert_eq!(decode_chat(&bad_id), Err(InvalidCursor));
+    }
+}

@@ -1,0 +1,66 @@
+//! The response to a send, built once and stored byte for byte for replays.
+
+use serde::Serialize;
+
+use super::message::{Message, MessageView};
+
+/// Why a send was answered without an agent reply. A degraded outcome never fails the send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DegradedReason {
+    /// No agent node is configured.
+    LlmUnconfigured,
+}
+
+impl DegradedReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            DegradedReason::LlmUnconfigured => "llm_unconfigured",
+        }
+    }
+
+    /// Safe to show to the operator; the full cause goes only to the log.
+    pub fn user_message(self) -> &'static str {
+        match self {
+            DegradedReason::LlmUnconfigured => {
+                "No agent node is configured; the message was stored without a reply."
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SendBody<'a> {
+    chat_id: &'a str,
+    message: MessageView<'a>,
+    reply: Option<MessageView<'a>>,
+    degraded: Option<DegradedView<'a>>,
+}
+
+#[derive(Serialize)]
+struct DegradedView<'a> {
+    reason_code: &'static str,
+    message: &'static str,
+    message_id: &'a str,
+}
+
+/// Serialises the `200` body of a send answered with a degraded outcome (SPEC §6); `notice` is
+/// the system message that records the outcome in the chat's history.
+pub fn degraded_body(
+    chat_id: &str,
+    operator: &Message,
+    reason: DegradedReason,
+    notice: &Message,
+) -> Vec<u8> {
+    let body = SendBody {
+        chat_id,
+        message: operator.view(),
+        reply: None,
+        degraded: Some(DegradedView {
+            reason_code: reason.code(),
+            message: reason.user_message(),
+            message_id: &notice.id,
+        }),
+    };
+    // Plain structs with string keys: serialisation cannot fail.
+    serde_json::to_vec(&body).unwrap_or_default()
+}

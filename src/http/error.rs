@@ -1,0 +1,140 @@
+//! The error model (SPEC §5): every failure is a status, a stable `code` and a safe message.
+//!
+//! Handlers return `ApiError`; it becomes an empty response carrying an `ErrorPayload`
+//! extension, and the request middleware renders the JSON body once the request id is known.
+//! Errors produced outside our handlers (an unknown method, a body over the limit) arrive without
+//! a payload and are rendered from their status, so every error body has the same shape.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::service::ServiceError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    payload: ErrorPayload,
+    retry_after: Option<Duration>,
+}
+
+/// What the middleware needs to render an error body.
+#[derive(Debug, Clone)]
+pub struct ErrorPayload {
+    pub code: &'static str,
+    pub message: Cow<'static, str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status,
+            payload: ErrorPayload {
+                code,
+                message: message.into(),
+            },
+            retry_after: None,
+        }
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid API key is required (Authorization: Bearer or X-API-Key)",
+        )
+    }
+
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "this key's role does not allow this action")
+    }
+
+    pub fn invalid_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+}
+
+/// The payload for an error response that was produced without one.
+pub fn payload_for_status(status: StatusCode) -> ErrorPayload {
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed on this resource"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "expected application/json"),
+        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the service is unavailable; retry later"),
+        s if s.is_client_error() => ("invalid_request", "the request is not valid"),
+        _ => ("internal", "internal error; quote the request id when reporting it"),
+    };
+    ErrorPayload {
+        code,
+        message: Cow::Borrowed(message),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        if let Some(after) = self.retry_after {
+            let seconds = after.as_millis().div_ceil(1000).max(1);
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response.extensions_mut().insert(self.payload);
+        response
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Validation { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                error.to_string(),
+            ),
+            ServiceError::NotFound(_) => Self::not_found(error.to_string()),
+            ServiceError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            ServiceError::IdempotencyMismatch => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_mismatch",
+                error.to_string(),
+            ),
+            ServiceError::IdempotencyInProgress { retry_after } => Self::new(
+                StatusCode::CONFLICT,
+                "idempotency_in_progress",
+                error.to_string(),
+            )
+            .with_retry_after(retry_after),
+            ServiceError::IdempotencyKeyMissing => Self::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency_key_invalid",
+                error.to_string(),
+            ),
+            ServiceError::Storage(crate::store::StoreError::Unavailable) => {
+                tracing::error!(event = "error", %error, "store unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service is shutting down or its storage is unavailable; retry later",
+                )
+            }
+            ServiceError::Storage(_) | ServiceError::Internal(_) => {
+                tracing::error!(event = "error", %error, "request failed");
+                let payload = payload_for_status(StatusCode::INTERNAL_SERVER_ERROR);
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, payload.code, payload.message)
+            }
+        }
+    }
+}

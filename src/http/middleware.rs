@@ -1,0 +1,93 @@
+//! What happens around every request: its id, its error body, its log line.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use super::error::{ErrorPayload, payload_for_status};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The id of the request being served, available to handlers as an extension.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Assigns the request id (echoing a well-formed incoming one), runs the request inside a span
+/// carrying it, renders error bodies, and logs one line per request.
+pub async fn observe(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = incoming_id(&request).unwrap_or_else(|| ulid::Ulid::generate().to_string());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let span = tracing::info_span!("request", request_id = %id);
+
+    let mut response = next.run(request).instrument(span.clone()).await;
+
+    if response.status().is_client_error() || response.status().is_server_error() {
+        response = render_error(response, &id);
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            event = "request",
+            method = %method,
+            route = %route,
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request served"
+        );
+    });
+    response
+}
+
+/// A client's id is echoed only when it is short visible ASCII, so it is safe in logs and headers.
+fn incoming_id(request: &Request) -> Option<String> {
+    let value = request.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    let well_formed = !value.is_empty()
+        && value.len() <= MAX_REQUEST_ID_LEN
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    well_formed.then(|| value.to_owned())
+}
+
+fn render_error(response: Response, request_id: &str) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let payload = match parts.extensions.remove::<ErrorPayload>() {
+        Some(payload) => payload,
+        // Already one of ours in JSON (e.g. a replayed error): leave it.
+        None if is_json(&parts.headers) => return Response::from_parts(parts, body),
+        None => payload_for_status(parts.status),
+    };
+    let body = serde_json::json!({
+        "error": {
+            "code": payload.code,
+            "message": payload.message,
+            "request_id": request_id,
+        }
+    });
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body.to_string()))
+}
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}

@@ -1,0 +1,108 @@
+//! `/api/chats`: create, list, read, update, and page through messages.
+
+use std::sync::Arc;
+
+use axum::Json as JsonResponse;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+
+use crate::domain::chat::{Chat, ChatPatch, NewChat};
+use crate::domain::cursor::{self, Order};
+use crate::domain::role::Permission;
+use crate::http::auth::Caller;
+use crate::http::error::ApiError;
+use crate::http::extract::{Json, Path, Query};
+use crate::http::page::{self, Page};
+use crate::service::Console;
+
+pub async fn create(
+    State(console): State<Arc<Console>>,
+    caller: Caller,
+    Json(new): Json<NewChat>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.may(Permission::WriteChats)?;
+    let chat = console.create_chat(new).await?;
+    Ok((StatusCode::CREATED, JsonResponse(chat)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+    archived: Option<bool>,
+}
+
+pub async fn list(
+    State(console): State<Arc<Console>>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<JsonResponse<Page<Chat>>, ApiError> {
+    caller.may(Permission::ReadChats)?;
+    let limit = page::limit(query.limit)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(cursor::decode_chat)
+        .transpose()
+        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let rows = console.list_chats(after, query.archived, limit + 1).await?;
+    Ok(JsonResponse(Page::from_rows(rows, limit, |chat| {
+        cursor::encode_chat(&cursor::ChatCursor {
+            activity_ms: chat.activity_ms,
+            id: chat.id.clone(),
+        })
+    })))
+}
+
+pub async fn read(
+    State(console): State<Arc<Console>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<JsonResponse<Chat>, ApiError> {
+    caller.may(Permission::ReadChats)?;
+    Ok(JsonResponse(console.chat(&id).await?))
+}
+
+pub async fn update(
+    State(console): State<Arc<Console>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(patch): Json<ChatPatch>,
+) -> Result<JsonResponse<Chat>, ApiError> {
+    caller.may(Permission::WriteChats)?;
+    Ok(JsonResponse(console.update_chat(&id, patch).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MessagesQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+    #[serde(default)]
+    order: Order,
+}
+
+pub async fn messages(
+    State(console): State<Arc<Console>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<MessagesQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.may(Permission::ReadChats)?;
+    let limit = page::limit(query.limit)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(cursor::decode_message)
+        .transpose()
+        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let rows = console.messages(&id, query.order, after, limit + 1).await?;
+    let page = Page::from_rows(rows, limit, |m| cursor::encode_message(m.position()));
+    let items: Vec<_> = page.items.iter().map(|m| m.view()).collect();
+    let views = Page {
+        items,
+        next_cursor: page.next_cursor.clone(),
+    };
+    Ok(JsonResponse(views).into_response())
+}

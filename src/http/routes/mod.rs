@@ -1,0 +1,6 @@
+//! One file per resource.
+
+pub mod chats;
+pub mod health;
+pub mod keys;
+pub mod send;

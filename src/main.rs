@@ -1,0 +1,21 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use sofiia_console::cli::{Cli, Command};
+use sofiia_console::commands;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => commands::serve::run(args).await.map_err(|e| e.to_string()),
+        Command::Keys(command) => commands::keys::run(command).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sofiia-console: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Chats and their message history.
+
+use crate::domain::chat::{Chat, ChatPatch, NewChat};
+use crate::domain::cursor::{ChatCursor, Order};
+use crate::domain::message::{Message, Position};
+use crate::domain::slug;
+
+use super::{Console, ServiceError};
+
+impl Console {
+    pub async fn create_chat(&self, new: NewChat) -> Result<Chat, ServiceError> {
+        new.validate()
+            .map_err(|e| ServiceError::validation(e.field, e.problem))?;
+        let id = new
+            .id
+            .clone()
+            .unwrap_or_else(|| ulid::Ulid::generate().to_string());
+        let chat = new.into_chat(id, self.clock.now_ms());
+        self.store
+            .create_chat(chat)
+            .await?
+            .map_err(|_| ServiceError::Conflict("a chat with this id already exists".into()))
+    }
+
+    pub async fn chat(&self, id: &str) -> Result<Chat, ServiceError> {
+        check_chat_id(id)?;
+        self.store
+            .chat(id.to_owned())
+            .await?
+            .ok_or(ServiceError::NotFound("chat"))
+    }
+
+    pub async fn update_chat(&self, id: &str, patch: ChatPatch) -> Result<Chat, ServiceError> {
+        check_chat_id(id)?;
+        patch
+            .validate()
+            .map_err(|e| ServiceError::validation(e.field, e.problem))?;
+        self.store
+            .update_chat(id.to_owned(), patch)
+            .await?
+            .ok_or(ServiceError::NotFound("chat"))
+    }
+
+    pub async fn list_chats(
+        &self,
+        after: Option<ChatCursor>,
+        archived: Option<bool>,
+        limit: usize,
+    ) -> Result<Vec<Chat>, ServiceError> {
+        Ok(self.store.list_chats(after, archived, limit).await?)
+    }
+
+    pub async fn messages(
+        &self,
+        chat_id: &str,
+        order: Order,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Result<Vec<Message>, ServiceError> {
+        check_chat_id(chat_id)?;
+        self.store
+            .messages(chat_id.to_owned(), order, after, limit)
+            .await?
+            .ok_or(ServiceError::NotFound("chat"))
+    }
+}
+
+/// A path segment that is not a slug cannot name a chat.
+fn check_chat_id(id: &str) -> Result<(), ServiceError> {
+    slug::validate(id).map_err(|_| ServiceError::NotFound("chat"))
+}

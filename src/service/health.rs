@@ -1,0 +1,73 @@
+//! Health checks behind `/api/health`: cheap, and free of secrets.
+
+use serde::Serialize;
+
+use super::Console;
+
+/// Ordered so the worst check decides the overall status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Degraded,
+    Error,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub status: Status,
+    pub detail: String,
+}
+
+impl Check {
+    fn new(status: Status, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Free space below this share of the volume is `degraded`; below a tenth of it, `error`.
+const DISK_LOW_PERCENT: f64 = 5.0;
+
+impl Console {
+    pub async fn database_check(&self) -> Check {
+        match self.store.read(|_| Ok(())).await {
+            Ok(()) => Check::new(Status::Ok, "read transaction opened"),
+            Err(error) => {
+                tracing::error!(event = "health", %error, "database check failed");
+                Check::new(Status::Error, "the database cannot be read")
+            }
+        }
+    }
+
+    pub fn disk_check(&self) -> Check {
+        let Ok(stats) = rustix::fs::statvfs(&self.data_dir) else {
+            return Check::new(Status::Error, "the data directory's volume cannot be inspected");
+        };
+        let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+        let total = stats.f_blocks.saturating_mul(stats.f_frsize).max(1);
+        let percent = free as f64 * 100.0 / total as f64;
+        let status = if percent < DISK_LOW_PERCENT / 10.0 {
+            Status::Error
+        } else if percent < DISK_LOW_PERCENT {
+            Status::Degraded
+        } else {
+            Status::Ok
+        };
+        Check::new(
+            status,
+            format!("{} MiB free ({percent:.1}%)", free / (1024 * 1024)),
+        )
+    }
+
+    /// No agent node can be configured yet; sends are answered with `llm_unconfigured`, which is
+    /// the designed behaviour of such an installation, not a fault.
+    pub fn agents_check(&self) -> Check {
+        Check::new(
+            Status::Ok,
+            "no agent nodes configured: sends are stored and answered with llm_unconfigured",
+        )
+    }
+}

@@ -1,0 +1,206 @@
+//! API keys: authentication from an in-memory ring, creation, revocation and the bootstrap key.
+//!
+//! The ring mirrors the `api_keys` table. This process is the file's only writer and every key
+//! change goes through here, so the ring is updated right after each commit and authentication
+//! never needs a read transaction on the hot path.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{PoisonError, RwLock};
+
+use crate::clock::Clock;
+use crate::config::Secret;
+use crate::domain::api_key::{self, ApiKey};
+use crate::domain::principal::{Credential, Principal};
+use crate::domain::role::Role;
+use crate::store::Store;
+
+use super::ServiceError;
+
+/// `last_used_ms` is written at most this often per key, not on every request.
+const LAST_USED_GRANULARITY_MS: u64 = 60_000;
+const MAX_EXPIRY_DAYS: u32 = 3650;
+
+pub struct Keys {
+    store: Store,
+    clock: Clock,
+    admin_token: Option<Secret>,
+    ring: RwLock<HashMap<String, ApiKey>>,
+}
+
+/// A key as returned at creation: the record plus the full secret, shown this once.
+pub struct CreatedKey {
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+impl Keys {
+    pub async fn load(
+        store: Store,
+        clock: Clock,
+        admin_token: Option<Secret>,
+    ) -> Result<Self, ServiceError> {
+        let ring = store
+            .all_keys()
+            .await?
+            .into_iter()
+            .map(|k| (k.id.clone(), k))
+            .collect();
+        Ok(Self {
+            store,
+            clock,
+            admin_token,
+            ring: RwLock::new(ring),
+        })
+    }
+
+    /// The principal a presented credential stands for, or `None`.
+    pub fn authenticate(&self, presented: &str) -> Option<Principal> {
+        if let Some(token) = &self.admin_token
+            && api_key::tokens_match(presented, token.expose())
+        {
+            return Some(Principal::admin_token());
+        }
+        let parsed = api_key::parse(presented)?;
+        let now = self.clock.now_ms();
+        let (principal, record_use) = {
+            let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
+            let key = ring.get(parsed.id)?;
+            if !(api_key::secret_matches(parsed.secret, &key.secret_hash) && key.is_active(now)) {
+                return None;
+            }
+            let stale = key
+                .last_used_ms
+                .is_none_or(|t| now.saturating_sub(t) >= LAST_USED_GRANULARITY_MS);
+            let principal = Principal {
+                credential: Credential::Key,
+                id: key.id.clone(),
+                role: key.role,
+            };
+            (principal, stale)
+        };
+        if record_use {
+            self.record_use(&principal.id, now);
+        }
+        Some(principal)
+    }
+
+    pub async fn create(
+        &self,
+        name: String,
+        role: Role,
+        expires_in_days: Option<u32>,
+    ) -> Result<CreatedKey, ServiceError> {
+        api_key::validate_name(&name).map_err(|p| ServiceError::validation("name", p))?;
+        let now = self.clock.now_ms();
+        let expires_ms = match expires_in_days {
+            Some(days) if (1..=MAX_EXPIRY_DAYS).contains(&days) => {
+                Some(now + u64::from(days) * 86_400_000)
+            }
+            Some(_) => {
+                return Err(ServiceError::validation(
+                    "expires_in_days",
+                    format!("must be between 1 and {MAX_EXPIRY_DAYS}"),
+                ));
+            }
+            None => None,
+        };
+        let mut entropy = [0u8; 44];
+        getrandom::fill(&mut entropy)
+            .map_err(|e| ServiceError::Internal(format!("no entropy for a new key: {e}")))?;
+        let generated = api_key::generate(&entropy);
+        let key = ApiKey {
+            id: generated.id,
+            name,
+            role,
+            secret_hash: generated.hash,
+            created_ms: now,
+            expires_ms,
+            revoked_ms: None,
+            last_used_ms: None,
+        };
+        self.store.insert_key(key.clone()).await?;
+        self.ring_mut().insert(key.id.clone(), key.clone());
+        Ok(CreatedKey {
+            key,
+            secret: generated.full,
+        })
+    }
+
+    pub async fn revoke(&self, id: &str) -> Result<ApiKey, ServiceError> {
+        let key = self
+            .store
+            .revoke_key(id.to_owned(), self.clock.now_ms())
+            .await?
+            .ok_or(ServiceError::NotFound("key"))?;
+        self.ring_mut().insert(key.id.clone(), key.clone());
+        Ok(key)
+    }
+
+    /// Every key, oldest first.
+    pub fn list(&self) -> Vec<ApiKey> {
+        let mut keys: Vec<ApiKey> = self
+            .ring
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        keys
+    }
+
+    /// On a first start with no admin credential at all, creates an admin key and writes it to
+    /// `path` (mode 0600). Returns whether it did.
+    pub async fn ensure_admin(&self, path: &Path) -> Result<bool, ServiceError> {
+        let now = self.clock.now_ms();
+        let has_admin = self.admin_token.is_some()
+            || self
+                .ring
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+                .any(|k| k.role == Role::Admin && k.is_active(now));
+        if has_admin {
+            return Ok(false);
+        }
+        let created = self.create("bootstrap-admin".into(), Role::Admin, None).await?;
+        write_secret_file(path, &created.secret).map_err(|e| {
+            ServiceError::Internal(format!("cannot write {}: {e}", path.display()))
+        })?;
+        Ok(true)
+    }
+
+    fn record_use(&self, id: &str, now: u64) {
+        if let Some(key) = self.ring_mut().get_mut(id) {
+            key.last_used_ms = Some(now);
+        }
+        let store = self.store.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            if let Err(error) = store.record_key_use(id, now).await {
+                tracing::warn!(event = "key_use_not_recorded", %error, "could not record key use");
+            }
+        });
+    }
+
+    fn ring_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, ApiKey>> {
+        self.ring.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // `mode` applies only to a new file; an old one keeps its bits unless they are reset.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}

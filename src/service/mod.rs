@@ -1,0 +1,105 @@
+//! Orchestration: what each operation does, in which order, against the store.
+//!
+//! `Console` is the application state every handler receives. It owns the store, the key ring
+//! and the in-process coordination of idempotent sends; it knows nothing about HTTP.
+
+pub mod chats;
+pub mod health;
+pub mod inflight;
+pub mod keys;
+pub mod send;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+use inflight::Inflight;
+use keys::Keys;
+
+/// Settings of the send path, taken from the configuration once.
+#[derive(Debug, Clone)]
+pub struct SendSettings {
+    pub require_idempotency_key: bool,
+    pub auto_create_chats: bool,
+    pub idempotency_ttl: Duration,
+    pub idempotency_wait: Duration,
+}
+
+impl SendSettings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            require_idempotency_key: config.require_idempotency_key,
+            auto_create_chats: config.auto_create_chats,
+            idempotency_ttl: Duration::from_secs(config.idempotency.ttl_hours * 3600),
+            idempotency_wait: Duration::from_millis(config.idempotency.wait_ms),
+        }
+    }
+}
+
+pub struct Console {
+    pub store: Store,
+    pub keys: Keys,
+    pub clock: Clock,
+    pub send_settings: SendSettings,
+    data_dir: PathBuf,
+    inflight: Arc<Inflight>,
+    started: Instant,
+}
+
+impl Console {
+    pub fn new(
+        store: Store,
+        keys: Keys,
+        clock: Clock,
+        send_settings: SendSettings,
+        data_dir: PathBuf,
+    ) -> Self {
+        Self {
+            store,
+            keys,
+            clock,
+            send_settings,
+            data_dir,
+            inflight: Arc::default(),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// Why an operation was refused or failed. The HTTP layer maps each to a status and a stable
+/// code; only `Storage` is the server's fault, and its detail goes to the log, not the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{field}: {problem}")]
+    Validation { field: String, problem: String },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyMismatch,
+    #[error("a request with this Idempotency-Key is still in progress")]
+    IdempotencyInProgress { retry_after: Duration },
+    #[error("Idempotency-Key is required")]
+    IdempotencyKeyMissing,
+    #[error("storage failure: {0}")]
+    Storage(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    pub fn validation(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self::Validation {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}

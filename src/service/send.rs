@@ -1,0 +1,175 @@
+//! The send path (SPEC §6): validate → claim and store the operator message → reply → complete.
+//!
+//! Idempotent sends are coordinated in two layers. In this process, `Inflight` makes one task the
+//! leader for a key and parks concurrent duplicates until it is done. In the file, the writer
+//! re-decides every claim against the stored record, so a key left in progress by a crashed
+//! process is taken over (its operator message reused, never stored twice) and a completed one is
+//! replayed. The leader's work runs in its own task: a client that hangs up cannot leave a key
+//! half-finished behind a live process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::domain::idempotency::{Fingerprint, IdempotencyKey, NextAction, decide};
+use crate::domain::message::{Message, validate_text};
+use crate::domain::principal::Principal;
+use crate::domain::send::DegradedReason;
+use crate::domain::slug;
+use crate::failpoints;
+use crate::store::idempotency::{BeginSend, Begun, Claim, FinishSend};
+
+use super::inflight::Turn;
+use super::{Console, ServiceError};
+
+/// How long a client should wait before retrying a key that is still in progress.
+const IN_PROGRESS_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+pub struct SendRequest {
+    pub chat_id: String,
+    pub principal: Principal,
+    pub text: String,
+    /// The caller's metadata object, as JSON text.
+    pub metadata: Option<String>,
+    pub idempotency: Option<(IdempotencyKey, Fingerprint)>,
+}
+
+/// The answer to a send: a status and exact body bytes, fresh or replayed.
+#[derive(Debug)]
+pub struct SendResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub replayed: bool,
+}
+
+impl SendResponse {
+    fn fresh(body: Vec<u8>) -> Self {
+        Self {
+            status: 200,
+            body,
+            replayed: false,
+        }
+    }
+
+    fn replay(status: u16, body: Vec<u8>) -> Self {
+        Self {
+            status,
+            body,
+            replayed: true,
+        }
+    }
+}
+
+impl Console {
+    pub async fn send(self: &Arc<Self>, request: SendRequest) -> Result<SendResponse, ServiceError> {
+        slug::validate(&request.chat_id).map_err(|e| ServiceError::validation("chat_id", e.to_string()))?;
+        validate_text(&request.text).map_err(|e| ServiceError::validation("text", e.to_string()))?;
+        if request.idempotency.is_none() && self.send_settings.require_idempotency_key {
+            return Err(ServiceError::IdempotencyKeyMissing);
+        }
+        let Some((key, fingerprint)) = request.idempotency.clone() else {
+            return self.lead(request, None).await;
+        };
+        let scope = request.principal.label();
+        let deadline = Instant::now() + self.send_settings.idempotency_wait;
+        loop {
+            // Fast path: a finished request is answered from a read transaction.
+            let record = self
+                .store
+                .idempotency_record(scope.clone(), key.clone())
+                .await?;
+            match decide(record.as_ref(), &fingerprint, self.clock.now_ms()) {
+                NextAction::Replay { status, body } => return Ok(SendResponse::replay(status, body)),
+                NextAction::Mismatch => return Err(ServiceError::IdempotencyMismatch),
+                NextAction::Claim | NextAction::Resume { .. } => {}
+            }
+            match self.inflight.join(&scope, key.as_str()) {
+                Turn::Lead(guard) => return self.lead(request, Some(guard)).await,
+                Turn::Follow(finished) => {
+                    if tokio::time::timeout_at(deadline, finished.wait()).await.is_err() {
+                        return Err(ServiceError::IdempotencyInProgress {
+                            retry_after: IN_PROGRESS_RETRY_AFTER,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the send to completion in its own task, holding `guard` (if any) until it is done.
+    async fn lead(
+        self: &Arc<Self>,
+        request: SendRequest,
+        guard: Option<super::inflight::LeaderGuard>,
+    ) -> Result<SendResponse, ServiceError> {
+        let console = self.clone();
+        tokio::spawn(async move {
+            let response = console.run(request).await;
+            drop(guard);
+            response
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("send task failed: {e}")))?
+    }
+
+    async fn run(&self, request: SendRequest) -> Result<SendResponse, ServiceError> {
+        let now_ms = self.clock.now_ms();
+        let scope = request.principal.label();
+        let claim = request.idempotency.map(|(key, fingerprint)| Claim {
+            scope: scope.clone(),
+            key,
+            fingerprint,
+            expires_ms: now_ms + self.send_settings.idempotency_ttl.as_millis() as u64,
+        });
+        let completes = claim.as_ref().map(|c| (c.scope.clone(), c.key.clone()));
+        let begun = self
+            .store
+            .begin_send(BeginSend {
+                chat_id: request.chat_id.clone(),
+                auto_create_chat: self.send_settings.auto_create_chats,
+                message_id: ulid::Ulid::generate().to_string(),
+                author: scope,
+                text: request.text,
+                metadata: request.metadata,
+                now_ms,
+                claim,
+            })
+            .await?;
+        let operator = match begun {
+            Begun::Stored(message) => message,
+            Begun::TakenOver(message) => {
+                tracing::info!(event = "idempotency_takeover", chat_id = %request.chat_id, message_id = %message.id, "finishing a send abandoned by a previous process");
+                message
+            }
+            Begun::Replay { status, body } => return Ok(SendResponse::replay(status, body)),
+            Begun::Mismatch => return Err(ServiceError::IdempotencyMismatch),
+            Begun::ChatNotFound => return Err(ServiceError::NotFound("chat")),
+        };
+        failpoints::hit("send.after_claim").await;
+        let body = self.reply(request.chat_id, operator, completes).await?;
+        Ok(SendResponse::fresh(body))
+    }
+
+    /// The agent step and the second transaction. No agent node can be configured yet, so the
+    /// outcome is always the degraded `llm_unconfigured`, recorded like any other outcome.
+    async fn reply(
+        &self,
+        chat_id: String,
+        operator: Message,
+        completes: Option<(String, IdempotencyKey)>,
+    ) -> Result<Vec<u8>, ServiceError> {
+        let reason = DegradedReason::LlmUnconfigured;
+        Ok(self
+            .store
+            .finish_send(FinishSend {
+                chat_id,
+                operator,
+                reason,
+                notice_id: ulid::Ulid::generate().to_string(),
+                now_ms: self.clock.now_ms(),
+                completes,
+            })
+            .await?)
+    }
+}

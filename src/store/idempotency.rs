@@ -1,0 +1,234 @@
+//! The two write transactions of a send (SPEC §6) and the idempotency records they keep.
+//!
+//! `begin_send` claims the key, stores the operator's message and updates the chat in one
+//! transaction; `finish_send` stores the outcome and completes the record in a second one.
+//! `begin_send` re-decides inside the writer with `domain::idempotency::decide`, so the record,
+//! not what a caller read a moment earlier, settles what happens to a key.
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use super::codec::{self, Record};
+use super::messages::{self, Draft};
+use super::tables::{CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, MESSAGES};
+use super::{Store, StoreError, chats};
+use crate::domain::chat;
+use crate::domain::idempotency::{
+    Fingerprint, IdempotencyKey, IdempotencyRecord, NextAction, RecordState, decide,
+};
+use crate::domain::message::{Message, MessageRole};
+use crate::domain::send::{DegradedReason, degraded_body};
+
+impl Record for IdempotencyRecord {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "idempotency record";
+}
+
+type RecordTable<'t> = Table<'t, (&'static str, &'static str), &'static [u8]>;
+
+/// The idempotency side of a send: who claims which key for which request.
+pub struct Claim {
+    pub scope: String,
+    pub key: IdempotencyKey,
+    pub fingerprint: Fingerprint,
+    pub expires_ms: u64,
+}
+
+/// The first transaction of a send.
+///
+/// The caller must be the only task in this process working on `claim`'s key (see
+/// `service::inflight`): a record found in progress is then abandoned and is taken over.
+pub struct BeginSend {
+    pub chat_id: String,
+    pub auto_create_chat: bool,
+    pub message_id: String,
+    pub author: String,
+    pub text: String,
+    pub metadata: Option<String>,
+    pub now_ms: u64,
+    pub claim: Option<Claim>,
+}
+
+/// What the first transaction found or did.
+#[derive(Debug)]
+pub enum Begun {
+    /// The operator message is stored (and the key, if any, claimed).
+    Stored(Message),
+    /// The key was claimed by a request that never finished (its process crashed); its operator
+    /// message, stored back then, is returned and nothing new is written.
+    TakenOver(Message),
+    /// The same request already finished; nothing was written.
+    Replay { status: u16, body: Vec<u8> },
+    /// The key belongs to a different request; nothing was written.
+    Mismatch,
+    /// No such chat and chats are not created implicitly.
+    ChatNotFound,
+}
+
+/// The second transaction of a send.
+pub struct FinishSend {
+    pub chat_id: String,
+    pub operator: Message,
+    pub reason: DegradedReason,
+    pub notice_id: String,
+    pub now_ms: u64,
+    /// `(scope, key)` of the record to complete, when the send carried a key.
+    pub completes: Option<(String, IdempotencyKey)>,
+}
+
+impl Store {
+    /// The record under `(scope, key)`, read without the writer (the replay fast path).
+    pub async fn idempotency_record(
+        &self,
+        scope: String,
+        key: IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.read(move |txn| {
+            txn.open_table(IDEMPOTENCY)?
+                .get((scope.as_str(), key.as_str()))?
+                .map(|raw| codec::decode(raw.value()))
+                .transpose()
+        })
+        .await
+    }
+
+    pub async fn begin_send(&self, send: BeginSend) -> Result<Begun, StoreError> {
+        self.writer().execute(move |txn| begin(txn, send)).await
+    }
+
+    /// Stores the outcome and returns the response body, which a completed record replays.
+    pub async fn finish_send(&self, finish: FinishSend) -> Result<Vec<u8>, StoreError> {
+        self.writer().execute(move |txn| finish_op(txn, finish)).await
+    }
+}
+
+fn begin(txn: &WriteTransaction, send: BeginSend) -> Result<Begun, StoreError> {
+    let mut records = txn.open_table(IDEMPOTENCY)?;
+    // A record that expired may still sit under this key; claiming replaces it.
+    let mut expired = None;
+    if let Some(claim) = &send.claim {
+        let existing = load_record(&records, &claim.scope, &claim.key)?;
+        match decide(existing.as_ref(), &claim.fingerprint, send.now_ms) {
+            NextAction::Claim => expired = existing,
+            NextAction::Resume { message } => {
+                let chat_id = existing.map(|r| r.chat_id).unwrap_or_default();
+                let operator = messages::load(&txn.open_table(MESSAGES)?, &chat_id, message)?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt("in-progress record names a missing message".into())
+                    })?;
+                return Ok(Begun::TakenOver(operator));
+            }
+            NextAction::Replay { status, body } => return Ok(Begun::Replay { status, body }),
+            NextAction::Mismatch => return Ok(Begun::Mismatch),
+        }
+    }
+
+    let mut chats = txn.open_table(CHATS)?;
+    let mut index = txn.open_table(CHAT_INDEX)?;
+    let mut chat = match chats::load(&chats, &send.chat_id)? {
+        Some(chat) => chat,
+        None if send.auto_create_chat => {
+            let chat = chat::implicit(&send.chat_id, send.now_ms);
+            chats::save(&mut chats, &mut index, &chat, None)?;
+            chat
+        }
+        None => return Ok(Begun::ChatNotFound),
+    };
+    let draft = Draft {
+        id: send.message_id,
+        role: MessageRole::Operator,
+        author: send.author,
+        text: send.text,
+        metadata: send.metadata,
+        reason_code: None,
+    };
+    let mut messages = txn.open_table(MESSAGES)?;
+    let message = messages::append(
+        &mut messages,
+        &mut chats,
+        &mut index,
+        &mut chat,
+        draft,
+        send.now_ms,
+    )?;
+
+    if let Some(claim) = send.claim {
+        let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
+        if let Some(expired) = expired {
+            expiry.remove((expired.expires_ms, claim.scope.as_str(), claim.key.as_str()))?;
+        }
+        let record = IdempotencyRecord {
+            fingerprint: claim.fingerprint,
+            chat_id: send.chat_id,
+            created_ms: send.now_ms,
+            expires_ms: claim.expires_ms,
+            state: RecordState::InProgress {
+                message: message.position(),
+            },
+        };
+        save_record(&mut records, &claim.scope, &claim.key, &record)?;
+        expiry.insert(
+            (claim.expires_ms, claim.scope.as_str(), claim.key.as_str()),
+            (),
+        )?;
+    }
+    Ok(Begun::Stored(message))
+}
+
+fn finish_op(txn: &WriteTransaction, finish: FinishSend) -> Result<Vec<u8>, StoreError> {
+    let mut chats = txn.open_table(CHATS)?;
+    let mut index = txn.open_table(CHAT_INDEX)?;
+    let mut chat = chats::load(&chats, &finish.chat_id)?.ok_or_else(|| {
+        StoreError::Corrupt(format!("chat {} vanished mid-send", finish.chat_id))
+    })?;
+    let draft = Draft {
+        id: finish.notice_id,
+        role: MessageRole::System,
+        author: "system".into(),
+        text: finish.reason.user_message().into(),
+        metadata: None,
+        reason_code: Some(finish.reason.code().into()),
+    };
+    let notice = messages::append(
+        &mut txn.open_table(MESSAGES)?,
+        &mut chats,
+        &mut index,
+        &mut chat,
+        draft,
+        finish.now_ms,
+    )?;
+    let body = degraded_body(&finish.chat_id, &finish.operator, finish.reason, &notice);
+
+    if let Some((scope, key)) = finish.completes {
+        let mut records = txn.open_table(IDEMPOTENCY)?;
+        let mut record = load_record(&records, &scope, &key)?.ok_or_else(|| {
+            StoreError::Corrupt("completing a send whose record is missing".into())
+        })?;
+        record.state = RecordState::Completed {
+            status: 200,
+            body: body.clone(),
+        };
+        save_record(&mut records, &scope, &key, &record)?;
+    }
+    Ok(body)
+}
+
+fn load_record(
+    records: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    scope: &str,
+    key: &IdempotencyKey,
+) -> Result<Option<IdempotencyRecord>, StoreError> {
+    records
+        .get((scope, key.as_str()))?
+        .map(|raw| codec::decode(raw.value()))
+        .transpose()
+}
+
+fn save_record(
+    records: &mut RecordTable<'_>,
+    scope: &str,
+    key: &IdempotencyKey,
+    record: &IdempotencyRecord,
+) -> Result<(), StoreError> {
+    records.insert((scope, key.as_str()), codec::encode(record)?.as_slice())?;
+    Ok(())
+}

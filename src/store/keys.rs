@@ -1,0 +1,74 @@
+//! API keys.
+
+use redb::ReadableTable;
+
+use super::codec::{self, Record};
+use super::tables::API_KEYS;
+use super::{Store, StoreError};
+use crate::domain::api_key::ApiKey;
+
+impl Record for ApiKey {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "api key";
+}
+
+impl Store {
+    pub async fn insert_key(&self, key: ApiKey) -> Result<(), StoreError> {
+        self.writer()
+            .execute(move |txn| {
+                let mut keys = txn.open_table(API_KEYS)?;
+                keys.insert(key.id.as_str(), codec::encode(&key)?.as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Marks a key revoked at `now_ms`; `None` when there is no such key. Revoking twice keeps the
+    /// first revocation time.
+    pub async fn revoke_key(&self, id: String, now_ms: u64) -> Result<Option<ApiKey>, StoreError> {
+        self.writer()
+            .execute(move |txn| {
+                let mut keys = txn.open_table(API_KEYS)?;
+                let Some(mut key) = load(&keys, &id)? else {
+                    return Ok(None);
+                };
+                key.revoked_ms.get_or_insert(now_ms);
+                keys.insert(id.as_str(), codec::encode(&key)?.as_slice())?;
+                Ok(Some(key))
+            })
+            .await
+    }
+
+    /// Records when keys were last used. Keys that have disappeared are skipped.
+    pub async fn record_key_use(&self, id: String, used_ms: u64) -> Result<(), StoreError> {
+        self.writer()
+            .execute(move |txn| {
+                let mut keys = txn.open_table(API_KEYS)?;
+                if let Some(mut key) = load(&keys, &id)? {
+                    key.last_used_ms = Some(used_ms);
+                    keys.insert(id.as_str(), codec::encode(&key)?.as_slice())?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn all_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.read(|txn| {
+            txn.open_table(API_KEYS)?
+                .iter()?
+                .map(|row| codec::decode(row?.1.value()))
+                .collect()
+        })
+        .await
+    }
+}
+
+fn load(
+    keys: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<Option<ApiKey>, StoreError> {
+    keys.get(id)?
+        .map(|raw| codec::decode(raw.value()))
+        .transpose()
+}

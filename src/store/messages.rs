@@ -1,0 +1,110 @@
+//! Messages, keyed `(chat id, ts_ms, seq)`.
+
+use std::ops::Bound::{Excluded, Included};
+
+use redb::{ReadableTable, Table};
+
+use super::chats::{ChatIndexTable, ChatTable, save};
+use super::codec::{self, Record};
+use super::tables::{CHATS, MESSAGES};
+use super::{Store, StoreError};
+use crate::domain::chat::Chat;
+use crate::domain::cursor::Order;
+use crate::domain::message::{Message, MessageRole, Position};
+
+impl Record for Message {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "message";
+}
+
+pub(super) type MessageTable<'t> = Table<'t, (&'static str, u64, u64), &'static [u8]>;
+
+/// A message about to be appended; the writer assigns its place.
+pub(super) struct Draft {
+    pub id: String,
+    pub role: MessageRole,
+    pub author: String,
+    pub text: String,
+    pub metadata: Option<String>,
+    pub reason_code: Option<String>,
+}
+
+impl Store {
+    /// One page of a chat's messages strictly after `after` in `order`; `None` when the chat
+    /// does not exist.
+    pub async fn messages(
+        &self,
+        chat_id: String,
+        order: Order,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Result<Option<Vec<Message>>, StoreError> {
+        self.read(move |txn| {
+            if txn.open_table(CHATS)?.get(chat_id.as_str())?.is_none() {
+                return Ok(None);
+            }
+            let table = txn.open_table(MESSAGES)?;
+            let id = chat_id.as_str();
+            let first = Included((id, 0, 0));
+            let last = Included((id, u64::MAX, u64::MAX));
+            let bounds = match (order, after) {
+                (_, None) => (first, last),
+                (Order::Asc, Some(p)) => (Excluded((id, p.ts_ms, p.seq)), last),
+                (Order::Desc, Some(p)) => (first, Excluded((id, p.ts_ms, p.seq))),
+            };
+            let range = table.range(bounds)?;
+            let rows: Box<dyn Iterator<Item = _>> = match order {
+                Order::Asc => Box::new(range),
+                Order::Desc => Box::new(range.rev()),
+            };
+            rows.take(limit)
+                .map(|row| codec::decode::<Message>(row?.1.value()))
+                .collect::<Result<_, _>>()
+                .map(Some)
+        })
+        .await
+    }
+}
+
+/// Appends a message to `chat`: the next `seq`, and a timestamp no earlier than the chat's latest,
+/// so `(ts_ms, seq)` order equals insertion order and paging never skips a late-inserted row.
+/// Saves the chat with its new activity.
+pub(super) fn append(
+    messages: &mut MessageTable<'_>,
+    chats: &mut ChatTable<'_>,
+    index: &mut ChatIndexTable<'_>,
+    chat: &mut Chat,
+    draft: Draft,
+    now_ms: u64,
+) -> Result<Message, StoreError> {
+    let previous_activity = chat.activity_ms;
+    let message = Message {
+        id: draft.id,
+        seq: chat.last_seq + 1,
+        ts_ms: now_ms.max(chat.activity_ms),
+        role: draft.role,
+        author: draft.author,
+        text: draft.text,
+        metadata: draft.metadata,
+        reason_code: draft.reason_code,
+    };
+    messages.insert(
+        (chat.id.as_str(), message.ts_ms, message.seq),
+        codec::encode(&message)?.as_slice(),
+    )?;
+    chat.last_seq = message.seq;
+    chat.activity_ms = message.ts_ms;
+    save(chats, index, chat, Some(previous_activity))?;
+    Ok(message)
+}
+
+pub(super) fn load(
+    messages: &impl ReadableTable<(&'static str, u64, u64), &'static [u8]>,
+    chat_id: &str,
+    position: Position,
+) -> Result<Option<Message>, StoreError> {
+    messages
+        .get((chat_id, position.ts_ms, position.seq))?
+        .map(|raw| codec::decode(raw.value()))
+        .transpose()
+}

@@ -1,0 +1,111 @@
+//! The only code that touches redb: tables, envelopes, schema, the group-commit writer, and one
+//! file per kind of record with the reads and writes it supports.
+//!
+//! Reads run in read transactions on the blocking pool (`Store::read`), never on the async
+//! runtime's workers; writes go through the single `Writer`.
+
+pub mod chats;
+pub mod codec;
+pub mod idempotency;
+pub mod keys;
+pub mod messages;
+mod schema;
+pub mod tables;
+pub mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, ReadableDatabase};
+
+pub use schema::SCHEMA_VERSION;
+pub use writer::{Writer, WriterThread};
+
+/// A storage failure. Never shown to clients (it maps to `500 internal`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(String),
+    #[error("damaged record: {0}")]
+    Corrupt(String),
+    #[error("the writer is not running")]
+    Unavailable,
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Database(e.to_string())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError
+);
+
+/// Why the database could not be opened; each says what the operator can do.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "{path} is in use by another process (is the service running? use the CLI's --url to go through it)"
+    )]
+    Locked { path: String },
+    #[error(
+        "{path} was written by a newer sofiia-console (schema version {found}; this binary knows up to {known}); refusing to start — install the newer release or restore a backup"
+    )]
+    TooNew { path: String, found: u32, known: u32 },
+    #[error("cannot open {path}: {reason}")]
+    Other { path: String, reason: String },
+}
+
+/// The open database and its writer.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: Writer,
+}
+
+impl Store {
+    /// Opens (or creates) the database file, migrates it forward, and starts the writer.
+    pub fn open(path: &Path) -> Result<(Store, WriterThread), OpenError> {
+        let shown = path.display().to_string();
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => OpenError::Locked {
+                path: shown.clone(),
+            },
+            other => OpenError::Other {
+                path: shown.clone(),
+                reason: other.to_string(),
+            },
+        })?;
+        schema::prepare(&db, &shown)?;
+        let db = Arc::new(db);
+        let (writer, thread) = Writer::start(db.clone()).map_err(|e| OpenError::Other {
+            path: shown,
+            reason: e.to_string(),
+        })?;
+        Ok((Store { db, writer }, thread))
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// Runs `f` in a read transaction on the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db.begin_read()?))
+            .await
+            .map_err(|_| StoreError::Unavailable)?
+    }
+}

@@ -1,0 +1,65 @@
+//! Schema version, forward migration and the downgrade guard (SPEC §3).
+//!
+//! The version is a u32 (little-endian) under `meta["schema_version"]`, deliberately outside any
+//! envelope so that every release, old or new, can read it before anything else.
+
+use redb::{Database, ReadableTable, WriteTransaction};
+
+use super::tables::{API_KEYS, CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, MESSAGES, META};
+use super::{OpenError, StoreError};
+
+/// The schema this binary writes.
+pub const SCHEMA_VERSION: u32 = 1;
+const VERSION_KEY: &str = "schema_version";
+
+/// Brings the file to `SCHEMA_VERSION` in one transaction, or refuses a newer file untouched.
+pub(super) fn prepare(db: &Database, path: &str) -> Result<(), OpenError> {
+    let failed = |e: StoreError| OpenError::Other {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    let txn = db.begin_write().map_err(|e| failed(e.into()))?;
+    let found = stored_version(&txn).map_err(failed)?;
+    if let Some(found) = found.filter(|v| *v > SCHEMA_VERSION) {
+        return Err(OpenError::TooNew {
+            path: path.to_owned(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    // Version 1 is the first schema: a fresh file and a version-1 file need only the tables.
+    // Later versions add a step here for each version they move past.
+    create_tables(&txn).map_err(failed)?;
+    if found != Some(SCHEMA_VERSION) {
+        write_version(&txn).map_err(failed)?;
+    }
+    txn.commit().map_err(|e| failed(e.into()))
+}
+
+fn stored_version(txn: &WriteTransaction) -> Result<Option<u32>, StoreError> {
+    let meta = txn.open_table(META)?;
+    let Some(raw) = meta.get(VERSION_KEY)? else {
+        return Ok(None);
+    };
+    let bytes: [u8; 4] = raw
+        .value()
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("schema_version is not 4 bytes".into()))?;
+    Ok(Some(u32::from_le_bytes(bytes)))
+}
+
+fn write_version(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(META)?
+        .insert(VERSION_KEY, SCHEMA_VERSION.to_le_bytes().as_slice())?;
+    Ok(())
+}
+
+fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(CHATS)?;
+    txn.open_table(CHAT_INDEX)?;
+    txn.open_table(MESSAGES)?;
+    txn.open_table(IDEMPOTENCY)?;
+    txn.open_table(IDEMPOTENCY_EXPIRY)?;
+    txn.open_table(API_KEYS)?;
+    Ok(())
+}

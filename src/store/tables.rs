@@ -1,0 +1,34 @@
+//! Every redb table, its key layout and what its values hold.
+//!
+//! Keys are tuples of fixed-width integers and strings, which redb orders field by field, so a
+//! range scan over a key prefix is an index scan. Values are envelopes (see `codec`).
+
+use redb::TableDefinition;
+
+/// `name → bytes`: schema version (u32 LE) and, later, chain heads and checkpoints.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// `chat id → Chat`.
+pub const CHATS: TableDefinition<&str, &[u8]> = TableDefinition::new("chats");
+
+/// `(u64::MAX - activity_ms, chat id) → ()`: ascending key order is newest activity first,
+/// ties broken by id ascending.
+pub const CHAT_INDEX: TableDefinition<(u64, &str), ()> = TableDefinition::new("chat_index");
+
+/// `(chat id, ts_ms, seq) → Message`.
+pub const MESSAGES: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("messages");
+
+/// `(principal, idempotency key) → IdempotencyRecord`.
+pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
+
+/// `(expires_ms, principal, idempotency key) → ()`: what retention prunes, oldest first.
+pub const IDEMPOTENCY_EXPIRY: TableDefinition<(u64, &str, &str), ()> =
+    TableDefinition::new("idempotency_expiry");
+
+/// `key id → ApiKey`.
+pub const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
+
+/// The chat index key for a chat with the given activity time.
+pub fn chat_index_key(activity_ms: u64, id: &str) -> (u64, &str) {
+    (u64::MAX - activity_ms, id)
+}
