@@ -4,7 +4,10 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn main() {
-    let sha = std::env::var("GIT_SHA").ok().or_else(git_sha).unwrap_or_else(|| "unknown".into());
+    let sha = std::env::var("GIT_SHA")
+        .ok()
+        .or_else(git_sha)
+        .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=SOFIIA_GIT_SHA={sha}");
 
     // SOURCE_DATE_EPOCH makes reproducible builds report the same time.
@@ -24,7 +27,10 @@ fn main() {
 }
 
 fn git_sha() -> Option<String> {
-    let output = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
+    let output = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()?;
     let sha = String::from_utf8(output.stdout).ok()?.trim().to_owned();
     (output.status.success() && !sha.is_empty()).then_some(sha)
 }

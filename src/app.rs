@@ -56,13 +56,12 @@ impl Application {
                 "created an admin key; it is in this file (mode 0600)"
             );
         }
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|e| StartError::Listen {
-                    addr: config.listen,
-                    reason: e.to_string(),
-                })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| StartError::Listen {
+                addr: config.listen,
+                reason: e.to_string(),
+            })?;
         let console = Console::new(
             store,
             keys,
@@ -97,8 +96,8 @@ impl Application {
             "listening"
         );
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel();
-        let server = axum::serve(listener, http::router(console))
-            .with_graceful_shutdown(async move {
+        let server =
+            axum::serve(listener, http::router(console)).with_graceful_shutdown(async move {
                 stop_signal().await;
                 tracing::info!(event = "stopping", "stop requested; draining requests");
                 let _ = stopping_tx.send(());
@@ -139,7 +138,10 @@ fn prepare_data_dir(dir: &Path) -> Result<(), StartError> {
 /// handle to it is gone, which is when the router and every task holding the console are done.
 async fn drain_writer(writer: WriterThread) {
     let joined = tokio::task::spawn_blocking(move || writer.join());
-    if tokio::time::timeout(WRITER_DRAIN_LIMIT, joined).await.is_err() {
+    if tokio::time::timeout(WRITER_DRAIN_LIMIT, joined)
+        .await
+        .is_err()
+    {
         tracing::warn!(event = "writer_drain_timeout", "writer still busy at exit");
     }
 }
@@ -150,7 +152,10 @@ async fn stop_signal() {
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        tracing::error!(event = "error", "cannot install signal handlers; stop with SIGKILL");
+        tracing::error!(
+            event = "error",
+            "cannot install signal handlers; stop with SIGKILL"
+        );
         return std::future::pending().await;
     };
     tokio::select! {

@@ -17,7 +17,11 @@ impl Clock {
             .ok()
             .and_then(|v| v.parse().ok());
         if let Some(ms) = frozen_ms {
-            tracing::warn!(event = "clock_frozen", frozen_ms = ms, "the clock is frozen (test mode)");
+            tracing::warn!(
+                event = "clock_frozen",
+                frozen_ms = ms,
+                "the clock is frozen (test mode)"
+            );
         }
         Self { frozen_ms }
     }

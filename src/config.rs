@@ -20,7 +20,6 @@ const ENV_PREFIX: &str = "SOFIIA_";
 const NON_CONFIG_ENV: &[&str] = &[
     "SOFIIA_URL",
     "SOFIIA_KEY_FILE",
-    "SOFIIA_API_KEY",
     "SOFIIA_FROZEN_CLOCK_MS",
     "SOFIIA_FAILPOINTS",
 ];
@@ -259,10 +258,12 @@ impl Layers {
             path: shown.clone(),
             reason: e.to_string(),
         })?;
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: shown.clone(),
-            reason: e.message().to_owned(),
-        })?;
+        let table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: shown.clone(),
+                    reason: e.message().to_owned(),
+                })?;
         for dotted in dotted_keys(&table, "") {
             self.sources.insert(dotted, format!("file {shown}"));
         }
@@ -402,10 +403,14 @@ mod tests {
         assert!(message.contains("idempotency.wait_ms"), "{message}");
         assert!(message.contains("SOFIIA_IDEMPOTENCY__WAIT_MS"), "{message}");
 
-        let message = load(&[("SOFIIA_LISTEN_ADDR", "x")]).unwrap_err().to_string();
+        let message = load(&[("SOFIIA_LISTEN_ADDR", "x")])
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("listen_addr"), "{message}");
 
-        let message = load(&[("SOFIIA_LISTEN", "nowhere")]).unwrap_err().to_string();
+        let message = load(&[("SOFIIA_LISTEN", "nowhere")])
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("`listen`"), "{message}");
 
         let message = load(&[("SOFIIA_IDEMPOTENCY__TTL_HOURS", "0")])
@@ -429,7 +434,11 @@ mod tests {
     fn file_keys_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:7000\"\n[idempotency]\nttl_hour = 3\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\n[idempotency]\nttl_hour = 3\n",
+        )
+        .unwrap();
         let flags = Flags {
             config: Some(path),
             ..Flags::default()

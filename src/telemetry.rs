@@ -60,7 +60,12 @@ where
         );
         fields.insert(
             "level".into(),
-            event.metadata().level().as_str().to_ascii_lowercase().into(),
+            event
+                .metadata()
+                .level()
+                .as_str()
+                .to_ascii_lowercase()
+                .into(),
         );
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {

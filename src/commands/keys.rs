@@ -131,7 +131,11 @@ async fn through_api(command: KeysCommand, url: &str, key_file: &PathBuf) -> Res
         } => {
             let body = json!({"name": name, "role": role, "expires_in_days": expires});
             let created: Created = api
-                .call(api.http.post(format!("{}/api/admin/keys", api.base)).json(&body))
+                .call(
+                    api.http
+                        .post(format!("{}/api/admin/keys", api.base))
+                        .json(&body),
+                )
                 .await?;
             print_created(&created.row.id, &created.key);
         }

@@ -5,8 +5,8 @@
 //! brute-force that a slow hash would protect.
 
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 

@@ -135,7 +135,11 @@ mod tests {
 
     #[test]
     fn fingerprint_ignores_key_order_but_not_content() {
-        let a = fingerprint("POST", "/p", &json!({"text": "hi", "metadata": {"x": 1, "y": 2}}));
+        let a = fingerprint(
+            "POST",
+            "/p",
+            &json!({"text": "hi", "metadata": {"x": 1, "y": 2}}),
+        );
         let b: serde_json::Value =
             serde_json::from_str(r#"{ "metadata": {"y":2,"x":1}, "text":"hi" }"#).unwrap();
         assert_eq!(a, fingerprint("POST", "/p", &b));

@@ -28,7 +28,11 @@ pub struct ErrorPayload {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self {
             status,
             payload: ErrorPayload {
@@ -48,7 +52,11 @@ impl ApiError {
     }
 
     pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "this key's role does not allow this action")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this key's role does not allow this action",
+        )
     }
 
     pub fn invalid_request(message: impl Into<Cow<'static, str>>) -> Self {
@@ -69,12 +77,21 @@ impl ApiError {
 pub fn payload_for_status(status: StatusCode) -> ErrorPayload {
     let (code, message) = match status {
         StatusCode::NOT_FOUND => ("not_found", "no such resource"),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed on this resource"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "method not allowed on this resource")
+        }
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "expected application/json"),
-        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the service is unavailable; retry later"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "expected application/json")
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            ("unavailable", "the service is unavailable; retry later")
+        }
         s if s.is_client_error() => ("invalid_request", "the request is not valid"),
-        _ => ("internal", "internal error; quote the request id when reporting it"),
+        _ => (
+            "internal",
+            "internal error; quote the request id when reporting it",
+        ),
     };
     ErrorPayload {
         code,
@@ -133,7 +150,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::Storage(_) | ServiceError::Internal(_) => {
                 tracing::error!(event = "error", %error, "request failed");
                 let payload = payload_for_status(StatusCode::INTERNAL_SERVER_ERROR);
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, payload.code, payload.message)
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    payload.code,
+                    payload.message,
+                )
             }
         }
     }

@@ -36,7 +36,9 @@ fn json_error(rejection: JsonRejection) -> ApiError {
             "validation_failed",
             e.body_text(),
         ),
-        JsonRejection::JsonSyntaxError(_) => ApiError::invalid_request("the body is not valid JSON"),
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::invalid_request("the body is not valid JSON")
+        }
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",

@@ -58,7 +58,9 @@ fn incoming_id(request: &Request) -> Option<String> {
     let value = request.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
     let well_formed = !value.is_empty()
         && value.len() <= MAX_REQUEST_ID_LEN
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     well_formed.then(|| value.to_owned())
 }
 

@@ -44,7 +44,10 @@ impl Console {
 
     pub fn disk_check(&self) -> Check {
         let Ok(stats) = rustix::fs::statvfs(&self.data_dir) else {
-            return Check::new(Status::Error, "the data directory's volume cannot be inspected");
+            return Check::new(
+                Status::Error,
+                "the data directory's volume cannot be inspected",
+            );
         };
         let free = stats.f_bavail.saturating_mul(stats.f_frsize);
         let total = stats.f_blocks.saturating_mul(stats.f_frsize).max(1);

@@ -165,10 +165,11 @@ impl Keys {
         if has_admin {
             return Ok(false);
         }
-        let created = self.create("bootstrap-admin".into(), Role::Admin, None).await?;
-        write_secret_file(path, &created.secret).map_err(|e| {
-            ServiceError::Internal(format!("cannot write {}: {e}", path.display()))
-        })?;
+        let created = self
+            .create("bootstrap-admin".into(), Role::Admin, None)
+            .await?;
+        write_secret_file(path, &created.secret)
+            .map_err(|e| ServiceError::Internal(format!("cannot write {}: {e}", path.display())))?;
         Ok(true)
     }
 

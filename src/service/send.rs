@@ -62,9 +62,14 @@ impl SendResponse {
 }
 
 impl Console {
-    pub async fn send(self: &Arc<Self>, request: SendRequest) -> Result<SendResponse, ServiceError> {
-        slug::validate(&request.chat_id).map_err(|e| ServiceError::validation("chat_id", e.to_string()))?;
-        validate_text(&request.text).map_err(|e| ServiceError::validation("text", e.to_string()))?;
+    pub async fn send(
+        self: &Arc<Self>,
+        request: SendRequest,
+    ) -> Result<SendResponse, ServiceError> {
+        slug::validate(&request.chat_id)
+            .map_err(|e| ServiceError::validation("chat_id", e.to_string()))?;
+        validate_text(&request.text)
+            .map_err(|e| ServiceError::validation("text", e.to_string()))?;
         if request.idempotency.is_none() && self.send_settings.require_idempotency_key {
             return Err(ServiceError::IdempotencyKeyMissing);
         }
@@ -80,14 +85,19 @@ impl Console {
                 .idempotency_record(scope.clone(), key.clone())
                 .await?;
             match decide(record.as_ref(), &fingerprint, self.clock.now_ms()) {
-                NextAction::Replay { status, body } => return Ok(SendResponse::replay(status, body)),
+                NextAction::Replay { status, body } => {
+                    return Ok(SendResponse::replay(status, body));
+                }
                 NextAction::Mismatch => return Err(ServiceError::IdempotencyMismatch),
                 NextAction::Claim | NextAction::Resume { .. } => {}
             }
             match self.inflight.join(&scope, key.as_str()) {
                 Turn::Lead(guard) => return self.lead(request, Some(guard)).await,
                 Turn::Follow(finished) => {
-                    if tokio::time::timeout_at(deadline, finished.wait()).await.is_err() {
+                    if tokio::time::timeout_at(deadline, finished.wait())
+                        .await
+                        .is_err()
+                    {
                         return Err(ServiceError::IdempotencyInProgress {
                             retry_after: IN_PROGRESS_RETRY_AFTER,
                         });

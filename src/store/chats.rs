@@ -86,8 +86,9 @@ impl Store {
                 {
                     continue;
                 }
-                let chat = load(&chats, id)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("chat index names missing chat {id}")))?;
+                let chat = load(&chats, id)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("chat index names missing chat {id}"))
+                })?;
                 if archived.is_none_or(|want| chat.archived == want) {
                     page.push(chat);
                 }

@@ -97,7 +97,9 @@ impl Store {
 
     /// Stores the outcome and returns the response body, which a completed record replays.
     pub async fn finish_send(&self, finish: FinishSend) -> Result<Vec<u8>, StoreError> {
-        self.writer().execute(move |txn| finish_op(txn, finish)).await
+        self.writer()
+            .execute(move |txn| finish_op(txn, finish))
+            .await
     }
 }
 
@@ -177,9 +179,8 @@ fn begin(txn: &WriteTransaction, send: BeginSend) -> Result<Begun, StoreError> {
 fn finish_op(txn: &WriteTransaction, finish: FinishSend) -> Result<Vec<u8>, StoreError> {
     let mut chats = txn.open_table(CHATS)?;
     let mut index = txn.open_table(CHAT_INDEX)?;
-    let mut chat = chats::load(&chats, &finish.chat_id)?.ok_or_else(|| {
-        StoreError::Corrupt(format!("chat {} vanished mid-send", finish.chat_id))
-    })?;
+    let mut chat = chats::load(&chats, &finish.chat_id)?
+        .ok_or_else(|| StoreError::Corrupt(format!("chat {} vanished mid-send", finish.chat_id)))?;
     let draft = Draft {
         id: finish.notice_id,
         role: MessageRole::System,

@@ -59,7 +59,11 @@ pub enum OpenError {
     #[error(
         "{path} was written by a newer sofiia-console (schema version {found}; this binary knows up to {known}); refusing to start — install the newer release or restore a backup"
     )]
-    TooNew { path: String, found: u32, known: u32 },
+    TooNew {
+        path: String,
+        found: u32,
+        known: u32,
+    },
     #[error("cannot open {path}: {reason}")]
     Other { path: String, reason: String },
 }

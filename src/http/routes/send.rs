@@ -79,5 +79,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
     };
     IdempotencyKey::parse(raw.as_bytes())
         .map(Some)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "idempotency_key_invalid", e.to_string()))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency_key_invalid",
+                e.to_string(),
+            )
+        })
 }
