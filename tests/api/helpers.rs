@@ -1,0 +1,454 @@
+//! Starts the real `sofiia-console` binary on a free port with a temporary data dir and talks
+//! HTTP to it. Nothing here knows about the server's internals.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode, Url};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::oneshot;
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Guards every paging loop against a server that never stops handing out cursors.
+const MAX_PAGES: usize = 10_000;
+
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+pub const IDEMPOTENCY_REPLAYED: &str = "Idempotency-Replayed";
+pub const REQUEST_ID: &str = "X-Request-Id";
+
+/// A running server. The process is killed when this is dropped.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT/`
+    pub address: Url,
+    /// The bootstrap admin key from `<data-dir>/admin.key`, or `SOFIIA_ADMIN_TOKEN` when set.
+    pub admin_key: String,
+    pub api_client: Client,
+    root: TempDir,
+    server: Child,
+    log: Arc<Mutex<String>>,
+}
+
+/// An API key created through `POST /api/admin/keys`.
+pub struct ApiKey {
+    pub id: String,
+    pub secret: String,
+}
+
+/// One page of a paginated listing.
+pub struct Page {
+    pub items: Vec<Value>,
+    pub next_cursor: Option<String>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Starts the server with extra `SOFIIA_*` environment variables.
+pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
+    let root = tempfile::tempdir().expect("failed to create a temporary directory");
+    TestApp::start(root, env).await
+}
+
+/// Runs `serve --data-dir DATA_DIR ARGS` when start-up is expected to fail, and returns its
+/// output. Panics if the process is still running after a few seconds.
+pub async fn serve_until_exit(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let cwd = data_dir.parent().expect("the data dir has a parent");
+    let mut command = server_command(cwd, env);
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args);
+    tokio::time::timeout(EXIT_TIMEOUT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("sofiia-console was still running after {EXIT_TIMEOUT:?}"))
+        .expect("failed to run sofiia-console")
+}
+
+impl TestApp {
+    async fn start(root: TempDir, env: &[(&str, &str)]) -> TestApp {
+        let mut server = server_command(root.path(), env)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir_in(root.path()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("failed to start sofiia-console");
+        let stdout = server.stdout.take().expect("stdout is piped");
+        let stderr = tokio::spawn(read_all(server.stderr.take().expect("stderr is piped")));
+        let log = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = oneshot::channel();
+        tokio::spawn(drain_stdout(stdout, Arc::clone(&log), addr_tx));
+
+        let addr = match tokio::time::timeout(STARTUP_TIMEOUT, addr_rx).await {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(_)) => {
+                let status = server.wait().await;
+                let stderr = stderr.await.unwrap_or_default();
+                panic!("sofiia-console exited before listening ({status:?}); stderr:\n{stderr}");
+            }
+            Err(_) => panic!("sofiia-console did not log \"listening\" within {STARTUP_TIMEOUT:?}"),
+        };
+        let admin_key = match env.iter().find(|(name, _)| *name == "SOFIIA_ADMIN_TOKEN") {
+            Some((_, token)) => (*token).to_owned(),
+            None => read_admin_key(root.path()),
+        };
+        TestApp {
+            address: Url::parse(&format!("http://{addr}/")).expect("listening addr is host:port"),
+            admin_key,
+            api_client: Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .expect("failed to build the HTTP client"),
+            root,
+            server,
+            log,
+        }
+    }
+
+    /// SIGKILLs the server (no graceful shutdown) and starts a new one on the same data dir.
+    pub async fn restart_after_kill(mut self, env: &[(&str, &str)]) -> TestApp {
+        self.server.kill().await.expect("failed to kill the server");
+        TestApp::start(self.root, env).await
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let pid = self.server.id().expect("the server has already exited");
+        let pid = Pid::from_raw(i32::try_from(pid).expect("pid fits in i32"));
+        kill(pid, Signal::SIGTERM).expect("failed to send SIGTERM");
+        tokio::time::timeout(EXIT_TIMEOUT, self.server.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("the server did not exit within {EXIT_TIMEOUT:?} of SIGTERM")
+            })
+            .expect("failed to wait for the server")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        data_dir_in(self.root.path())
+    }
+
+    /// Everything the server has written to stdout so far.
+    pub fn logs(&self) -> String {
+        self.log.lock().expect("log lock poisoned").clone()
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let url = self.address.join(path).expect("a valid request path");
+        self.api_client.request(method, url)
+    }
+
+    pub async fn get_anonymous(&self, path: &str) -> Response {
+        send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Response {
+        self.get_with_query(path, key, &[]).await
+    }
+
+    pub async fn get_with_query(&self, path: &str, key: &str, query: &[(&str, &str)]) -> Response {
+        let mut url = self.address.join(path).expect("a valid request path");
+        url.query_pairs_mut().extend_pairs(query);
+        send(self.api_client.get(url).bearer_auth(key)).await
+    }
+
+    pub async fn post_json(&self, path: &str, key: &str, body: &Value) -> Response {
+        send(self.request(Method::POST, path).bearer_auth(key).json(body)).await
+    }
+
+    pub async fn patch_json(&self, path: &str, key: &str, body: &Value) -> Response {
+        send(
+            self.request(Method::PATCH, path)
+                .bearer_auth(key)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str, key: &str) -> Response {
+        send(self.request(Method::DELETE, path).bearer_auth(key)).await
+    }
+
+    /// Creates an API key with the admin credential.
+    pub async fn create_api_key(&self, role: &str) -> ApiKey {
+        let body = serde_json::json!({ "name": format!("{role}-key"), "role": role });
+        let created = expect_json(
+            self.post_json("/api/admin/keys", &self.admin_key, &body)
+                .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        ApiKey {
+            id: created["id"].as_str().expect("key id").to_owned(),
+            secret: created["key"].as_str().expect("key secret").to_owned(),
+        }
+    }
+
+    pub async fn create_chat(&self, key: &str, body: &Value) -> Response {
+        self.post_json("/api/chats", key, body).await
+    }
+
+    /// A send request without an idempotency key, for tests that add their own headers.
+    pub fn send_request(&self, chat_id: &str, key: &str, body: &Value) -> RequestBuilder {
+        self.request(Method::POST, &format!("/api/chats/{chat_id}/send"))
+            .bearer_auth(key)
+            .json(body)
+    }
+
+    pub async fn post_send(
+        &self,
+        chat_id: &str,
+        key: &str,
+        idempotency_key: Option<&str>,
+        body: &Value,
+    ) -> Response {
+        let mut request = self.send_request(chat_id, key, body);
+        if let Some(idempotency_key) = idempotency_key {
+            request = request.header(IDEMPOTENCY_KEY, idempotency_key);
+        }
+        send(request).await
+    }
+
+    /// Sends `text` as the admin without an idempotency key and returns the 200 body.
+    pub async fn send_text(&self, chat_id: &str, text: &str) -> Value {
+        let body = serde_json::json!({ "text": text });
+        expect_json(
+            self.post_send(chat_id, &self.admin_key, None, &body).await,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// One page of a listing, read with the admin credential.
+    pub async fn page(&self, path: &str, query: &[(&str, &str)]) -> Page {
+        let body = expect_json(
+            self.get_with_query(path, &self.admin_key, query).await,
+            StatusCode::OK,
+        )
+        .await;
+        let items = body["items"].as_array().expect("items is an array").clone();
+        let next_cursor = match &body["next_cursor"] {
+            Value::Null => None,
+            Value::String(cursor) => Some(cursor.clone()),
+            other => panic!("next_cursor must be a string or null, got {other}"),
+        };
+        Page { items, next_cursor }
+    }
+
+    /// Follows `next_cursor` from the first page to the last, `limit` items at a time.
+    pub async fn all_pages(&self, path: &str, query: &[(&str, &str)], limit: usize) -> Vec<Value> {
+        let limit_text = limit.to_string();
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut page_query = query.to_vec();
+            page_query.push(("limit", &limit_text));
+            if let Some(cursor) = &cursor {
+                page_query.push(("cursor", cursor));
+            }
+            let page = self.page(path, &page_query).await;
+            assert!(
+                page.items.len() <= limit,
+                "a page of {path} held {} items with limit {limit}",
+                page.items.len()
+            );
+            items.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return items,
+            }
+        }
+        panic!("paging {path} did not end within {MAX_PAGES} pages");
+    }
+
+    /// The whole history of a chat, oldest first.
+    pub async fn history(&self, chat_id: &str) -> Vec<Value> {
+        self.all_pages(&messages_path(chat_id), &[("order", "asc")], 200)
+            .await
+    }
+}
+
+/// The `id` of every item, in order.
+pub fn ids(items: &[Value]) -> Vec<&str> {
+    items
+        .iter()
+        .map(|item| item["id"].as_str().expect("item id"))
+        .collect()
+}
+
+pub fn messages_path(chat_id: &str) -> String {
+    format!("/api/chats/{chat_id}/messages")
+}
+
+pub async fn send(request: RequestBuilder) -> Response {
+    request.send().await.expect("failed to execute request")
+}
+
+/// Asserts the status and returns the JSON body, showing the body when the status is wrong.
+pub async fn expect_json(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let text = response
+        .text()
+        .await
+        .expect("failed to read the response body");
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"))
+}
+
+/// Asserts a spec-shaped error: status, JSON content type, `error.code`, a message, and an
+/// `error.request_id` equal to the `X-Request-Id` header.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) {
+    let request_id = request_id(&response);
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(|value| value.to_str().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    let body = expect_json(response, status).await;
+    assert!(
+        content_type.starts_with("application/json"),
+        "error content type was {content_type:?}"
+    );
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|message| !message.is_empty()),
+        "error without a message: {body}"
+    );
+    assert_eq!(body["error"]["request_id"], request_id.as_str(), "{body}");
+}
+
+/// The `X-Request-Id` header, which every response must carry.
+pub fn request_id(response: &Response) -> String {
+    let value = response
+        .headers()
+        .get(REQUEST_ID)
+        .unwrap_or_else(|| panic!("{} response without X-Request-Id", response.status()));
+    let value = value.to_str().expect("X-Request-Id is ASCII");
+    assert!(!value.is_empty(), "empty X-Request-Id");
+    value.to_owned()
+}
+
+pub fn is_replay(response: &Response) -> bool {
+    response
+        .headers()
+        .get(IDEMPOTENCY_REPLAYED)
+        .is_some_and(|value| value == "true")
+}
+
+fn data_dir_in(root: &Path) -> PathBuf {
+    root.join("data")
+}
+
+fn read_admin_key(root: &Path) -> String {
+    let path = data_dir_in(root).join("admin.key");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+/// The binary run in `cwd` with a clean environment: no stray `SOFIIA_*` variable from the test
+/// process.
+fn server_command(cwd: &Path, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sofiia-console"));
+    command.env_clear().current_dir(cwd).kill_on_drop(true);
+    for name in ["PATH", "HOME"] {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command.envs(env.iter().copied());
+    command
+}
+
+/// Reads log lines until EOF so the pipe never fills; reports the `listening` address once.
+async fn drain_stdout(
+    stdout: ChildStdout,
+    log: Arc<Mutex<String>>,
+    addr_tx: oneshot::Sender<String>,
+) {
+    let mut addr_tx = Some(addr_tx);
+    let mut lines = BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(addr) = listening_addr(&line)
+            && let Some(tx) = addr_tx.take()
+        {
+            // The receiver is gone only if start-up already timed out.
+            let _ = tx.send(addr);
+        }
+        let mut log = log.lock().expect("log lock poisoned");
+        log.push_str(&line);
+        log.push('\n');
+    }
+}
+
+fn listening_addr(line: &str) -> Option<String> {
+    let entry: Value = serde_json::from_str(line).ok()?;
+    if entry["msg"] != "listening" {
+        return None;
+    }
+    entry["addr"].as_str().map(str::to_owned)
+}
+
+async fn read_all(mut pipe: impl AsyncRead + Unpin) -> String {
+    let mut bytes = Vec::new();
+    // A read error just ends the capture; what was read so far is still useful.
+    let _ = pipe.read_to_end(&mut bytes).await;
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Asserts the 200 body of a send to a server without agent nodes: the operator's message and
+/// the `llm_unconfigured` degraded outcome.
+pub fn assert_degraded_send(body: &Value, chat_id: &str, text: &str) {
+    assert_eq!(body["chat_id"], chat_id, "{body}");
+    let message = &body["message"];
+    assert_eq!(message["role"], "operator", "{body}");
+    assert_eq!(message["text"], text, "{body}");
+    assert!(message["id"].is_string(), "{body}");
+    assert!(message["seq"].is_u64(), "{body}");
+    assert!(message["ts_ms"].is_u64(), "{body}");
+    assert!(
+        message["author"]
+            .as_str()
+            .is_some_and(|author| !author.is_empty()),
+        "{body}"
+    );
+    assert!(body["reply"].is_null(), "{body}");
+    let degraded = &body["degraded"];
+    assert_eq!(degraded["reason_code"], "llm_unconfigured", "{body}");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .is_some_and(|text| !text.is_empty()),
+        "{body}"
+    );
+    assert!(degraded["message_id"].is_string(), "{body}");
+}
+
+/// Asserts that the chat's whole history is the single exchange `body` answered: the operator's
+/// message followed by the system message recording the degraded outcome.
+pub async fn assert_history_is_one_exchange(app: &TestApp, chat_id: &str, body: &Value) {
+    let history = app.history(chat_id).await;
+    assert_eq!(history.len(), 2, "{history:#?}");
+    let (operator, system) = (&history[0], &history[1]);
+    assert_eq!(operator["id"], body["message"]["id"], "{history:#?}");
+    assert_eq!(operator["role"], "operator", "{history:#?}");
+    assert_eq!(operator["text"], body["message"]["text"], "{history:#?}");
+    assert_eq!(system["id"], body["degraded"]["message_id"], "{history:#?}");
+    assert_eq!(system["role"], "system", "{history:#?}");
+    assert_eq!(system["reason_code"], "llm_unconfigured", "{history:#?}");
+}

@@ -1,0 +1,12 @@
+//! Black-box tests: each starts the real `sofiia-console` binary on a free port with a temporary
+//! data dir and talks HTTP to it.
+
+mod auth;
+mod chats;
+mod crash_takeover;
+mod errors;
+mod health;
+mod helpers;
+mod paging;
+mod schema;
+mod send_idempotency;

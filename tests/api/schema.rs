@@ -1,0 +1,132 @@
+//! Process lifecycle: start-up guards (schema version, configuration) and graceful shutdown.
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+use reqwest::StatusCode;
+
+use crate::helpers::{expect_json, serve_until_exit, spawn_app};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const SCHEMA_VERSION: &str = "schema_version";
+const CURRENT_SCHEMA_VERSION: u32 = 1;
+
+fn stored_schema_version(db: &Database) -> u32 {
+    let read = db.begin_read().expect("read transaction");
+    let meta = read.open_table(META).expect("meta table");
+    let version = meta
+        .get(SCHEMA_VERSION)
+        .expect("read schema_version")
+        .expect("schema_version is stored");
+    u32::from_le_bytes(version.value().try_into().expect("a 4-byte u32"))
+}
+
+fn store_schema_version(db: &Database, version: u32) {
+    let write = db.begin_write().expect("write transaction");
+    write
+        .open_table(META)
+        .expect("meta table")
+        .insert(SCHEMA_VERSION, version.to_le_bytes().as_slice())
+        .expect("write schema_version");
+    write.commit().expect("commit");
+}
+
+/// SIGTERM as soon as the server reports it is listening: it must already shut down gracefully.
+#[tokio::test]
+async fn sigterm_stops_the_server_with_exit_code_zero() {
+    let mut app = spawn_app().await;
+
+    let status = app.terminate().await;
+
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+#[tokio::test]
+async fn database_written_by_a_newer_version_is_refused() {
+    let mut app = spawn_app().await;
+    expect_json(app.get_anonymous("/api/health").await, StatusCode::OK).await;
+    let status = app.terminate().await;
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    let db_path = app.data_dir().join("sofiia.redb");
+    let newer = CURRENT_SCHEMA_VERSION + 1;
+    {
+        let db = Database::open(&db_path).expect("open the stopped server's database");
+        assert_eq!(stored_schema_version(&db), CURRENT_SCHEMA_VERSION);
+        store_schema_version(&db, newer);
+    }
+
+    let output = serve_until_exit(&app.data_dir(), &["--listen", "127.0.0.1:0"], &[]).await;
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "started on a newer schema; stderr: {stderr}"
+    );
+    assert!(stderr.contains("newer"), "stderr: {stderr}");
+    assert!(stderr.contains(&newer.to_string()), "stderr: {stderr}");
+    let db = Database::open(&db_path).expect("reopen the database");
+    assert_eq!(
+        stored_schema_version(&db),
+        newer,
+        "the refused start rewrote the version"
+    );
+}
+
+/// Runs `serve` with `env` and, when given, a config file holding `toml`; asserts that it refused
+/// to start and returns its stderr in lower case.
+async fn refused_start(env: &[(&str, &str)], toml: Option<&str>, listen_flag: bool) -> String {
+    let root = tempfile::tempdir().expect("failed to create a temporary directory");
+    let config_path = root.path().join("config.toml");
+    let mut args = Vec::new();
+    if listen_flag {
+        args.extend(["--listen", "127.0.0.1:0"]);
+    }
+    if let Some(toml) = toml {
+        std::fs::write(&config_path, toml).expect("write config.toml");
+        args.extend(["--config", config_path.to_str().expect("UTF-8 temp path")]);
+    }
+
+    let output = serve_until_exit(&root.path().join("data"), &args, env).await;
+
+    let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
+    assert!(
+        !output.status.success(),
+        "serve accepted the configuration; stderr: {stderr}"
+    );
+    stderr
+}
+
+#[tokio::test]
+async fn invalid_listen_address_from_the_environment_is_refused() {
+    let stderr = refused_start(&[("SOFIIA_LISTEN", "notanaddress")], None, false).await;
+
+    assert!(stderr.contains("listen"), "stderr: {stderr}");
+}
+
+#[tokio::test]
+async fn unknown_environment_setting_is_refused() {
+    let stderr = refused_start(&[("SOFIIA_NOT_A_SETTING", "1")], None, true).await;
+
+    assert!(stderr.contains("not_a_setting"), "stderr: {stderr}");
+}
+
+#[tokio::test]
+async fn invalid_environment_value_is_refused() {
+    let stderr = refused_start(&[("SOFIIA_IDEMPOTENCY__TTL_HOURS", "soon")], None, true).await;
+
+    assert!(stderr.contains("ttl_hours"), "stderr: {stderr}");
+}
+
+#[tokio::test]
+async fn unknown_config_file_key_is_refused() {
+    let stderr = refused_start(&[], Some("bogus_key = true\n"), true).await;
+
+    assert!(stderr.contains("bogus_key"), "stderr: {stderr}");
+}
+
+#[tokio::test]
+async fn invalid_config_file_value_is_refused() {
+    let toml = "[idempotency]\nwait_ms = \"long\"\n";
+
+    let stderr = refused_start(&[], Some(toml), true).await;
+
+    assert!(stderr.contains("wait_ms"), "stderr: {stderr}");
+}
