@@ -10,8 +10,9 @@ use tokio::net::TcpListener;
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
+use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::service::keys::Keys;
-use crate::service::{Console, SendSettings, ServiceError};
+use crate::service::{Console, SendSettings, ServiceError, denials};
 use crate::store::{OpenError, Store, WriterThread};
 use crate::{build_info, failpoints, http};
 
@@ -88,6 +89,9 @@ impl Application {
             writer,
         } = self;
         let addr = listener.local_addr()?;
+        // Installed before `listening` is announced: from then on SIGTERM means "drain and stop".
+        let stop = stop_signal()?;
+        record(&console, Action::ServiceStart).await;
         tracing::info!(
             event = "listening",
             addr = %addr,
@@ -95,25 +99,61 @@ impl Application {
             git_sha = build_info::GIT_SHA,
             "listening"
         );
+        let denial_windows = tokio::spawn(close_denial_windows(Arc::downgrade(&console)));
         let (stopping_tx, stopping) = tokio::sync::oneshot::channel();
-        let server =
-            axum::serve(listener, http::router(console)).with_graceful_shutdown(async move {
-                stop_signal().await;
-                tracing::info!(event = "stopping", "stop requested; draining requests");
-                let _ = stopping_tx.send(());
-            });
+        let app = http::router(console.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            stop.await;
+            tracing::info!(event = "stopping", "stop requested; draining requests");
+            let _ = stopping_tx.send(());
+        });
         tokio::select! {
             served = server => served?,
             () = async {
                 if stopping.await.is_ok() {
                     tokio::time::sleep(DRAIN_LIMIT).await;
+                } else {
+                    std::future::pending::<()>().await;
                 }
-                else { std::future::pending::<()>().await }
             } => tracing::warn!(event = "drain_timeout", "requests still running after the drain limit"),
         }
+        denial_windows.abort();
+        console.flush_denials().await;
+        record(&console, Action::ServiceStop).await;
+        drop(console);
         drain_writer(writer).await;
         tracing::info!(event = "stopped", "stopped");
         Ok(())
+    }
+}
+
+/// Records a service lifecycle event; failing to is logged, not fatal.
+async fn record(console: &Console, action: Action) {
+    let event = Context::system()
+        .draft(
+            console.clock.now_ms(),
+            action,
+            Target::new("service", "sofiia-console"),
+            Outcome::Ok,
+        )
+        .detail("version", build_info::VERSION)
+        .detail("git_sha", build_info::GIT_SHA);
+    if let Err(error) = console.store.append_audit(vec![event]).await {
+        tracing::error!(event = "error", %error, action = action.as_str(), "could not record a service event");
+    }
+}
+
+/// Closes the denial-aggregation windows on schedule. Holds the console weakly so it never keeps
+/// the writer alive at shutdown.
+async fn close_denial_windows(console: std::sync::Weak<Console>) {
+    let mut ticks = tokio::time::interval(denials::WINDOW);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(console) = console.upgrade() else {
+            return;
+        };
+        console.flush_denials().await;
     }
 }
 
@@ -146,20 +186,15 @@ async fn drain_writer(writer: WriterThread) {
     }
 }
 
-async fn stop_signal() {
+/// Installs the SIGTERM and SIGINT handlers now and returns a future resolving on either.
+fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!(
-            event = "error",
-            "cannot install signal handlers; stop with SIGKILL"
-        );
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

@@ -21,6 +21,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Verify or export the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 /// Where to find the configuration, and what to override in it.
@@ -79,6 +82,26 @@ pub enum KeysCommand {
     /// Revoke a key by id.
     Revoke {
         id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain; exits non-zero when it is not valid.
+    Verify {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Write events as NDJSON to stdout, oldest first.
+    Export {
+        /// Only events at or after this time (Unix milliseconds).
+        #[arg(long)]
+        since: Option<u64>,
+        /// Only events before this time (Unix milliseconds).
+        #[arg(long)]
+        until: Option<u64>,
         #[command(flatten)]
         client: ClientArgs,
     },

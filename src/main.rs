@@ -10,6 +10,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => commands::serve::run(args).await.map_err(|e| e.to_string()),
         Command::Keys(command) => commands::keys::run(command).await,
+        Command::Audit(command) => commands::audit::run(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

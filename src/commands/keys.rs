@@ -1,20 +1,11 @@
-//! `sofiia-console keys create|list|revoke`.
-//!
-//! Like every CLI data command (SPEC §3), it works directly on the database file when the
-//! service is stopped, and through the service's admin API when the file is in use — and says
-//! which it did. A locked file never makes it hang.
-
-use std::path::PathBuf;
+//! `sofiia-console keys create|list|revoke`, directly or through the service (see `client`).
 
 use serde::Deserialize;
 use serde_json::json;
 
+use super::client::{self, Api, Offline, Route};
 use crate::cli::KeysCommand;
-use crate::clock::Clock;
-use crate::config::{Config, Flags};
 use crate::domain::role::Role;
-use crate::service::keys::Keys;
-use crate::store::{OpenError, Store};
 
 /// A key as both routes of this command report it.
 #[derive(Debug, Deserialize)]
@@ -46,41 +37,19 @@ pub async fn run(command: KeysCommand) -> Result<(), String> {
         | KeysCommand::List { client }
         | KeysCommand::Revoke { client, .. } => client.clone(),
     };
-    let config = Config::load(&Flags {
-        config: client.config.config.clone(),
-        listen: None,
-        data_dir: client.config.data_dir.clone(),
-    })
-    .map_err(|e| e.to_string())?;
-
-    if client.url.is_none() {
-        match Store::open(&config.database_path()) {
-            Ok((store, writer)) => {
-                eprintln!("(directly on {})", config.database_path().display());
-                let result = direct(command, store).await;
-                writer.join();
-                return result;
-            }
-            Err(OpenError::Locked { .. }) => {}
-            Err(other) => return Err(other.to_string()),
+    match client::connect(&client).await? {
+        Route::Direct(offline) => {
+            let result = direct(command, &offline).await;
+            offline.close();
+            result
         }
+        Route::Api(api) => through_api(command, &api).await,
     }
-    let url = client
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.listen));
-    eprintln!("(through the running service at {url})");
-    let key_file = client
-        .key_file
-        .clone()
-        .unwrap_or_else(|| config.admin_key_path());
-    through_api(command, &url, &key_file).await
 }
 
-async fn direct(command: KeysCommand, store: Store) -> Result<(), String> {
-    let keys = Keys::load(store, Clock::from_env(), None)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn direct(command: KeysCommand, offline: &Offline) -> Result<(), String> {
+    let keys = &offline.console.keys;
+    let ctx = client::cli_context();
     match command {
         KeysCommand::Create {
             name,
@@ -89,7 +58,7 @@ async fn direct(command: KeysCommand, store: Store) -> Result<(), String> {
             ..
         } => {
             let created = keys
-                .create(name, role, expires)
+                .create(&ctx, name, role, expires)
                 .await
                 .map_err(|e| e.to_string())?;
             print_created(&created.key.id, &created.secret);
@@ -107,21 +76,14 @@ async fn direct(command: KeysCommand, store: Store) -> Result<(), String> {
             print_rows(rows);
         }
         KeysCommand::Revoke { id, .. } => {
-            let key = keys.revoke(&id).await.map_err(|e| e.to_string())?;
+            let key = keys.revoke(&ctx, &id).await.map_err(|e| e.to_string())?;
             println!("revoked {}", key.id);
         }
     }
     Ok(())
 }
 
-async fn through_api(command: KeysCommand, url: &str, key_file: &PathBuf) -> Result<(), String> {
-    let admin_key = std::fs::read_to_string(key_file)
-        .map_err(|e| format!("cannot read the admin key from {}: {e}", key_file.display()))?;
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: url.trim_end_matches('/').to_owned(),
-        key: admin_key.trim().to_owned(),
-    };
+async fn through_api(command: KeysCommand, api: &Api) -> Result<(), String> {
     match command {
         KeysCommand::Create {
             name,
@@ -130,54 +92,21 @@ async fn through_api(command: KeysCommand, url: &str, key_file: &PathBuf) -> Res
             ..
         } => {
             let body = json!({"name": name, "role": role, "expires_in_days": expires});
-            let created: Created = api
-                .call(
-                    api.http
-                        .post(format!("{}/api/admin/keys", api.base))
-                        .json(&body),
-                )
-                .await?;
+            let created: Created = api.json(api.post("/api/admin/keys").json(&body)).await?;
             print_created(&created.row.id, &created.key);
         }
         KeysCommand::List { .. } => {
-            let list: KeyList = api
-                .call(api.http.get(format!("{}/api/admin/keys", api.base)))
-                .await?;
+            let list: KeyList = api.json(api.get("/api/admin/keys")).await?;
             print_rows(list.items.into_iter());
         }
         KeysCommand::Revoke { id, .. } => {
             let row: KeyRow = api
-                .call(api.http.delete(format!("{}/api/admin/keys/{id}", api.base)))
+                .json(api.delete(&format!("/api/admin/keys/{id}")))
                 .await?;
             println!("revoked {}", row.id);
         }
     }
     Ok(())
-}
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    key: String,
-}
-
-impl Api {
-    async fn call<T: serde::de::DeserializeOwned>(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<T, String> {
-        let response = request
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach the service at {}: {e}", self.base))?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("the service answered {status}: {text}"));
-        }
-        serde_json::from_str(&text).map_err(|e| format!("unexpected answer from the service: {e}"))
-    }
 }
 
 fn print_created(id: &str, secret: &str) {

@@ -1,4 +1,6 @@
 //! What each CLI command does.
 
+pub mod audit;
+pub mod client;
 pub mod keys;
 pub mod serve;

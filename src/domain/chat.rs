@@ -89,6 +89,19 @@ impl ChatPatch {
         validate_optional_slug("node", self.node.as_deref())
     }
 
+    /// The fields this patch sets, comma-separated, for the audit trail.
+    pub fn field_names(&self) -> String {
+        [
+            ("title", self.title.is_some()),
+            ("archived", self.archived.is_some()),
+            ("node", self.node.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect::<Vec<_>>()
+        .join(",")
+    }
+
     pub fn apply(self, chat: &mut Chat) {
         if let Some(title) = self.title {
             chat.title = Some(title);

@@ -15,6 +15,7 @@ use super::slug;
 
 const MESSAGE_TAG: u8 = b'm';
 const CHAT_TAG: u8 = b'c';
+const AUDIT_TAG: u8 = b'a';
 
 /// Direction of a listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -53,6 +54,20 @@ pub fn decode_message(text: &str) -> Result<Position, InvalidCursor> {
         ts_ms: u64::from_be_bytes(ts.try_into().map_err(|_| InvalidCursor)?),
         seq: u64::from_be_bytes(seq.try_into().map_err(|_| InvalidCursor)?),
     })
+}
+
+/// Position in the audit trail: the `seq` of the last event served.
+pub fn encode_audit(seq: u64) -> String {
+    let mut bytes = vec![AUDIT_TAG];
+    bytes.extend_from_slice(&seq.to_be_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn decode_audit(text: &str) -> Result<u64, InvalidCursor> {
+    let bytes: [u8; 8] = decode_tagged(text, AUDIT_TAG)?
+        .try_into()
+        .map_err(|_| InvalidCursor)?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 pub fn encode_chat(cursor: &ChatCursor) -> String {
@@ -110,6 +125,15 @@ mod tests {
             id: "ops-1".into(),
         };
         assert_eq!(decode_chat(&encode_chat(&cursor)), Ok(cursor));
+    }
+
+    #[test]
+    fn audit_cursor_round_trips() {
+        assert_eq!(decode_audit(&encode_audit(77)), Ok(77));
+        assert_eq!(
+            decode_audit(&encode_message(Position { ts_ms: 1, seq: 1 })),
+            Err(InvalidCursor)
+        );
     }
 
     #[test]

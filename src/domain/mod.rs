@@ -4,6 +4,7 @@
 //! so the rules can be unit-tested in isolation and read in one place.
 
 pub mod api_key;
+pub mod audit;
 pub mod chat;
 pub mod cursor;
 pub mod idempotency;

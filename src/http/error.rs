@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::domain::audit::Actor;
 use crate::service::ServiceError;
 
 #[derive(Debug)]
@@ -18,7 +19,12 @@ pub struct ApiError {
     status: StatusCode,
     payload: ErrorPayload,
     retry_after: Option<Duration>,
+    denied: Option<Actor>,
 }
+
+/// Marks a `403` response with the authenticated actor that was refused, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct DeniedActor(pub Actor);
 
 /// What the middleware needs to render an error body.
 #[derive(Debug, Clone)]
@@ -40,6 +46,7 @@ impl ApiError {
                 message: message.into(),
             },
             retry_after: None,
+            denied: None,
         }
     }
 
@@ -51,12 +58,15 @@ impl ApiError {
         )
     }
 
-    pub fn forbidden() -> Self {
-        Self::new(
+    /// `403` for `actor`, whose role does not allow the action.
+    pub fn forbidden(actor: Actor) -> Self {
+        let mut error = Self::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             "this key's role does not allow this action",
-        )
+        );
+        error.denied = Some(actor);
+        error
     }
 
     pub fn invalid_request(message: impl Into<Cow<'static, str>>) -> Self {
@@ -109,6 +119,9 @@ impl IntoResponse for ApiError {
             }
         }
         response.extensions_mut().insert(self.payload);
+        if let Some(actor) = self.denied {
+            response.extensions_mut().insert(DeniedActor(actor));
+        }
         response
     }
 }

@@ -1,15 +1,19 @@
 //! What happens around every request: its id, its error body, its log line.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-use super::error::{ErrorPayload, payload_for_status};
+use super::auth::client_ip;
+use super::error::{DeniedActor, ErrorPayload, payload_for_status};
+use crate::domain::audit::{Action, Actor, Context, Outcome, Target};
+use crate::service::Console;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -19,8 +23,12 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 pub struct RequestId(pub String);
 
 /// Assigns the request id (echoing a well-formed incoming one), runs the request inside a span
-/// carrying it, renders error bodies, and logs one line per request.
-pub async fn observe(mut request: Request, next: Next) -> Response {
+/// carrying it, renders error bodies, audits denials, and logs one line per request.
+pub async fn observe(
+    State(console): State<Arc<Console>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let id = incoming_id(&request).unwrap_or_else(|| ulid::Ulid::generate().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));
@@ -30,11 +38,34 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
+    let client_ip = client_ip(request.extensions());
     let span = tracing::info_span!("request", request_id = %id);
 
     let mut response = next.run(request).instrument(span.clone()).await;
 
-    if response.status().is_client_error() || response.status().is_server_error() {
+    let status = response.status();
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        let actor = response
+            .extensions()
+            .get::<DeniedActor>()
+            .map_or_else(Actor::anonymous, |d| d.0.clone());
+        let audit = Context {
+            actor,
+            request_id: Some(id.clone()),
+            client_ip,
+        };
+        let denial = audit
+            .draft(
+                console.clock.now_ms(),
+                Action::AuthDenied,
+                Target::new("route", &route),
+                Outcome::Denied,
+            )
+            .detail("method", method.as_str())
+            .detail("status", u64::from(status.as_u16()));
+        console.record_denial(denial);
+    }
+    if status.is_client_error() || status.is_server_error() {
         response = render_error(response, &id);
     }
     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -23,7 +23,7 @@ use error::ApiError;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn router(console: Arc<Console>) -> Router {
-    use routes::{chats, health, keys, send};
+    use routes::{audit, chats, health, keys, send};
     Router::new()
         .route("/livez", get(health::livez))
         .route("/api/health", get(health::health))
@@ -33,8 +33,14 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/chats/{id}/send", post(send::send))
         .route("/api/admin/keys", get(keys::list).post(keys::create))
         .route("/api/admin/keys/{id}", delete(keys::revoke))
+        .route("/api/audit", get(audit::list))
+        .route("/api/audit/verify", get(audit::verify))
+        .route("/api/audit/export", get(audit::export))
         .fallback(|| async { ApiError::not_found("no such resource") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(middleware::observe))
+        .layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            middleware::observe,
+        ))
         .with_state(console)
 }

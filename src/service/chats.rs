@@ -1,5 +1,6 @@
 //! Chats and their message history.
 
+use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::domain::chat::{Chat, ChatPatch, NewChat};
 use crate::domain::cursor::{ChatCursor, Order};
 use crate::domain::message::{Message, Position};
@@ -8,16 +9,23 @@ use crate::domain::slug;
 use super::{Console, ServiceError};
 
 impl Console {
-    pub async fn create_chat(&self, new: NewChat) -> Result<Chat, ServiceError> {
+    pub async fn create_chat(&self, ctx: &Context, new: NewChat) -> Result<Chat, ServiceError> {
         new.validate()
             .map_err(|e| ServiceError::validation(e.field, e.problem))?;
         let id = new
             .id
             .clone()
             .unwrap_or_else(|| ulid::Ulid::generate().to_string());
-        let chat = new.into_chat(id, self.clock.now_ms());
+        let now = self.clock.now_ms();
+        let audit = ctx.draft(
+            now,
+            Action::ChatCreate,
+            Target::new("chat", &id),
+            Outcome::Ok,
+        );
+        let chat = new.into_chat(id, now);
         self.store
-            .create_chat(chat)
+            .create_chat(chat, audit)
             .await?
             .map_err(|_| ServiceError::Conflict("a chat with this id already exists".into()))
     }
@@ -30,13 +38,26 @@ impl Console {
             .ok_or(ServiceError::NotFound("chat"))
     }
 
-    pub async fn update_chat(&self, id: &str, patch: ChatPatch) -> Result<Chat, ServiceError> {
+    pub async fn update_chat(
+        &self,
+        ctx: &Context,
+        id: &str,
+        patch: ChatPatch,
+    ) -> Result<Chat, ServiceError> {
         check_chat_id(id)?;
         patch
             .validate()
             .map_err(|e| ServiceError::validation(e.field, e.problem))?;
+        let audit = ctx
+            .draft(
+                self.clock.now_ms(),
+                Action::ChatUpdate,
+                Target::new("chat", id),
+                Outcome::Ok,
+            )
+            .detail("fields", patch.field_names());
         self.store
-            .update_chat(id.to_owned(), patch)
+            .update_chat(id.to_owned(), patch, audit)
             .await?
             .ok_or(ServiceError::NotFound("chat"))
     }

@@ -12,6 +12,7 @@ use std::sync::{PoisonError, RwLock};
 use crate::clock::Clock;
 use crate::config::Secret;
 use crate::domain::api_key::{self, ApiKey};
+use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::domain::principal::{Credential, Principal};
 use crate::domain::role::Role;
 use crate::store::Store;
@@ -88,6 +89,7 @@ impl Keys {
 
     pub async fn create(
         &self,
+        ctx: &Context,
         name: String,
         role: Role,
         expires_in_days: Option<u32>,
@@ -110,6 +112,15 @@ impl Keys {
         getrandom::fill(&mut entropy)
             .map_err(|e| ServiceError::Internal(format!("no entropy for a new key: {e}")))?;
         let generated = api_key::generate(&entropy);
+        let audit = ctx
+            .draft(
+                now,
+                Action::KeyCreate,
+                Target::new("key", &generated.id),
+                Outcome::Ok,
+            )
+            .detail("role", role.as_str())
+            .detail("name", name.as_str());
         let key = ApiKey {
             id: generated.id,
             name,
@@ -120,7 +131,7 @@ impl Keys {
             revoked_ms: None,
             last_used_ms: None,
         };
-        self.store.insert_key(key.clone()).await?;
+        self.store.insert_key(key.clone(), audit).await?;
         self.ring_mut().insert(key.id.clone(), key.clone());
         Ok(CreatedKey {
             key,
@@ -128,10 +139,16 @@ impl Keys {
         })
     }
 
-    pub async fn revoke(&self, id: &str) -> Result<ApiKey, ServiceError> {
+    pub async fn revoke(&self, ctx: &Context, id: &str) -> Result<ApiKey, ServiceError> {
+        let audit = ctx.draft(
+            self.clock.now_ms(),
+            Action::KeyRevoke,
+            Target::new("key", id),
+            Outcome::Ok,
+        );
         let key = self
             .store
-            .revoke_key(id.to_owned(), self.clock.now_ms())
+            .revoke_key(id.to_owned(), audit)
             .await?
             .ok_or(ServiceError::NotFound("key"))?;
         self.ring_mut().insert(key.id.clone(), key.clone());
@@ -166,7 +183,12 @@ impl Keys {
             return Ok(false);
         }
         let created = self
-            .create("bootstrap-admin".into(), Role::Admin, None)
+            .create(
+                &Context::system(),
+                "bootstrap-admin".into(),
+                Role::Admin,
+                None,
+            )
             .await?;
         write_secret_file(path, &created.secret)
             .map_err(|e| ServiceError::Internal(format!("cannot write {}: {e}", path.display())))?;

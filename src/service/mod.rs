@@ -3,7 +3,9 @@
 //! `Console` is the application state every handler receives. It owns the store, the key ring
 //! and the in-process coordination of idempotent sends; it knows nothing about HTTP.
 
+pub mod audit;
 pub mod chats;
+pub mod denials;
 pub mod health;
 pub mod inflight;
 pub mod keys;
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::{Store, StoreError};
+use denials::Denials;
 use inflight::Inflight;
 use keys::Keys;
 
@@ -46,6 +49,7 @@ pub struct Console {
     pub send_settings: SendSettings,
     data_dir: PathBuf,
     inflight: Arc<Inflight>,
+    denials: Denials,
     started: Instant,
 }
 
@@ -64,6 +68,7 @@ impl Console {
             send_settings,
             data_dir,
             inflight: Arc::default(),
+            denials: Denials::default(),
             started: Instant::now(),
         }
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::domain::audit::Context;
 use crate::domain::idempotency::{Fingerprint, IdempotencyKey, NextAction, decide};
 use crate::domain::message::{Message, validate_text};
 use crate::domain::principal::Principal;
@@ -33,6 +34,7 @@ pub struct SendRequest {
     /// The caller's metadata object, as JSON text.
     pub metadata: Option<String>,
     pub idempotency: Option<(IdempotencyKey, Fingerprint)>,
+    pub audit: Context,
 }
 
 /// The answer to a send: a status and exact body bytes, fresh or replayed.
@@ -144,8 +146,10 @@ impl Console {
                 metadata: request.metadata,
                 now_ms,
                 claim,
+                audit: request.audit.clone(),
             })
             .await?;
+        let took_over = matches!(begun, Begun::TakenOver(_));
         let operator = match begun {
             Begun::Stored(message) => message,
             Begun::TakenOver(message) => {
@@ -157,7 +161,15 @@ impl Console {
             Begun::ChatNotFound => return Err(ServiceError::NotFound("chat")),
         };
         failpoints::hit("send.after_claim").await;
-        let body = self.reply(request.chat_id, operator, completes).await?;
+        let body = self
+            .reply(
+                request.chat_id,
+                operator,
+                completes,
+                took_over,
+                request.audit,
+            )
+            .await?;
         Ok(SendResponse::fresh(body))
     }
 
@@ -168,6 +180,8 @@ impl Console {
         chat_id: String,
         operator: Message,
         completes: Option<(String, IdempotencyKey)>,
+        took_over: bool,
+        audit: Context,
     ) -> Result<Vec<u8>, ServiceError> {
         let reason = DegradedReason::LlmUnconfigured;
         Ok(self
@@ -179,6 +193,8 @@ impl Console {
                 notice_id: ulid::Ulid::generate().to_string(),
                 now_ms: self.clock.now_ms(),
                 completes,
+                took_over,
+                audit,
             })
             .await?)
     }

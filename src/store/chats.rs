@@ -2,9 +2,11 @@
 
 use redb::{ReadableTable, Table};
 
+use super::audit;
 use super::codec::{self, Record};
 use super::tables::{CHAT_INDEX, CHATS, chat_index_key};
 use super::{Store, StoreError};
+use crate::domain::audit::Draft;
 use crate::domain::chat::{Chat, ChatPatch};
 use crate::domain::cursor::ChatCursor;
 
@@ -21,7 +23,12 @@ pub(super) type ChatTable<'t> = Table<'t, &'static str, &'static [u8]>;
 pub(super) type ChatIndexTable<'t> = Table<'t, (u64, &'static str), ()>;
 
 impl Store {
-    pub async fn create_chat(&self, chat: Chat) -> Result<Result<Chat, ChatExists>, StoreError> {
+    /// Creates `chat` and records `audit` with it.
+    pub async fn create_chat(
+        &self,
+        chat: Chat,
+        audit: Draft,
+    ) -> Result<Result<Chat, ChatExists>, StoreError> {
         self.writer()
             .execute(move |txn| {
                 let mut chats = txn.open_table(CHATS)?;
@@ -30,16 +37,18 @@ impl Store {
                 }
                 let mut index = txn.open_table(CHAT_INDEX)?;
                 save(&mut chats, &mut index, &chat, None)?;
+                audit::append(txn, audit)?;
                 Ok(Ok(chat))
             })
             .await
     }
 
-    /// Applies `patch`; `None` when the chat does not exist.
+    /// Applies `patch` and records `audit` with it; `None` when the chat does not exist.
     pub async fn update_chat(
         &self,
         id: String,
         patch: ChatPatch,
+        audit: Draft,
     ) -> Result<Option<Chat>, StoreError> {
         self.writer()
             .execute(move |txn| {
@@ -51,6 +60,7 @@ impl Store {
                 patch.apply(&mut chat);
                 let mut index = txn.open_table(CHAT_INDEX)?;
                 save(&mut chats, &mut index, &chat, Some(activity))?;
+                audit::append(txn, audit)?;
                 Ok(Some(chat))
             })
             .await

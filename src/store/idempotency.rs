@@ -7,10 +7,12 @@
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
+use super::audit;
 use super::codec::{self, Record};
 use super::messages::{self, Draft};
 use super::tables::{CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, MESSAGES};
 use super::{Store, StoreError, chats};
+use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::domain::chat;
 use crate::domain::idempotency::{
     Fingerprint, IdempotencyKey, IdempotencyRecord, NextAction, RecordState, decide,
@@ -46,6 +48,7 @@ pub struct BeginSend {
     pub metadata: Option<String>,
     pub now_ms: u64,
     pub claim: Option<Claim>,
+    pub audit: Context,
 }
 
 /// What the first transaction found or did.
@@ -73,6 +76,9 @@ pub struct FinishSend {
     pub now_ms: u64,
     /// `(scope, key)` of the record to complete, when the send carried a key.
     pub completes: Option<(String, IdempotencyKey)>,
+    /// Whether this request finishes one abandoned by a crashed process.
+    pub took_over: bool,
+    pub audit: Context,
 }
 
 impl Store {
@@ -131,10 +137,29 @@ fn begin(txn: &WriteTransaction, send: BeginSend) -> Result<Begun, StoreError> {
         None if send.auto_create_chat => {
             let chat = chat::implicit(&send.chat_id, send.now_ms);
             chats::save(&mut chats, &mut index, &chat, None)?;
+            let created = send.audit.draft(
+                send.now_ms,
+                Action::ChatCreate,
+                Target::new("chat", &chat.id),
+                Outcome::Ok,
+            );
+            audit::append(txn, created.detail("implicit", true))?;
             chat
         }
         None => return Ok(Begun::ChatNotFound),
     };
+    let idempotency = if send.claim.is_some() { "new" } else { "none" };
+    let sent = send
+        .audit
+        .draft(
+            send.now_ms,
+            Action::ChatSend,
+            Target::new("chat", &send.chat_id),
+            Outcome::Ok,
+        )
+        .detail("message_id", send.message_id.as_str())
+        .detail("text_chars", send.text.chars().count() as u64)
+        .detail("idempotency", idempotency);
     let draft = Draft {
         id: send.message_id,
         role: MessageRole::Operator,
@@ -152,6 +177,7 @@ fn begin(txn: &WriteTransaction, send: BeginSend) -> Result<Begun, StoreError> {
         draft,
         send.now_ms,
     )?;
+    audit::append(txn, sent.detail("seq", message.seq))?;
 
     if let Some(claim) = send.claim {
         let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
@@ -198,6 +224,19 @@ fn finish_op(txn: &WriteTransaction, finish: FinishSend) -> Result<Vec<u8>, Stor
         finish.now_ms,
     )?;
     let body = degraded_body(&finish.chat_id, &finish.operator, finish.reason, &notice);
+    let replied = finish
+        .audit
+        .draft(
+            finish.now_ms,
+            Action::ChatReply,
+            Target::new("chat", &finish.chat_id),
+            Outcome::Ok,
+        )
+        .detail("message_id", notice.id.as_str())
+        .detail("reply_to", finish.operator.id.as_str())
+        .detail("degraded", finish.reason.code())
+        .detail("took_over", finish.took_over);
+    audit::append(txn, replied)?;
 
     if let Some((scope, key)) = finish.completes {
         let mut records = txn.open_table(IDEMPOTENCY)?;

@@ -2,10 +2,12 @@
 
 use redb::ReadableTable;
 
+use super::audit;
 use super::codec::{self, Record};
 use super::tables::API_KEYS;
 use super::{Store, StoreError};
 use crate::domain::api_key::ApiKey;
+use crate::domain::audit::Draft;
 
 impl Record for ApiKey {
     const VERSION: u8 = 1;
@@ -13,27 +15,29 @@ impl Record for ApiKey {
 }
 
 impl Store {
-    pub async fn insert_key(&self, key: ApiKey) -> Result<(), StoreError> {
+    pub async fn insert_key(&self, key: ApiKey, audit: Draft) -> Result<(), StoreError> {
         self.writer()
             .execute(move |txn| {
                 let mut keys = txn.open_table(API_KEYS)?;
                 keys.insert(key.id.as_str(), codec::encode(&key)?.as_slice())?;
+                audit::append(txn, audit)?;
                 Ok(())
             })
             .await
     }
 
-    /// Marks a key revoked at `now_ms`; `None` when there is no such key. Revoking twice keeps the
-    /// first revocation time.
-    pub async fn revoke_key(&self, id: String, now_ms: u64) -> Result<Option<ApiKey>, StoreError> {
+    /// Marks a key revoked at `audit.at_ms` and records `audit`; `None` when there is no such
+    /// key. Revoking twice keeps the first revocation time.
+    pub async fn revoke_key(&self, id: String, audit: Draft) -> Result<Option<ApiKey>, StoreError> {
         self.writer()
             .execute(move |txn| {
                 let mut keys = txn.open_table(API_KEYS)?;
                 let Some(mut key) = load(&keys, &id)? else {
                     return Ok(None);
                 };
-                key.revoked_ms.get_or_insert(now_ms);
+                key.revoked_ms.get_or_insert(audit.at_ms);
                 keys.insert(id.as_str(), codec::encode(&key)?.as_slice())?;
+                audit::append(txn, audit)?;
                 Ok(Some(key))
             })
             .await

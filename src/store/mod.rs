@@ -4,6 +4,7 @@
 //! Reads run in read transactions on the blocking pool (`Store::read`), never on the async
 //! runtime's workers; writes go through the single `Writer`.
 
+pub mod audit;
 pub mod chats;
 pub mod codec;
 pub mod idempotency;
@@ -107,9 +108,14 @@ impl Store {
         F: FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db.begin_read()?))
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store.begin_read()?))
             .await
             .map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// A read transaction on the calling thread; only for code already off the async runtime.
+    fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
     }
 }

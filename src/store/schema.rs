@@ -5,7 +5,10 @@
 
 use redb::{Database, ReadableTable, WriteTransaction};
 
-use super::tables::{API_KEYS, CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, MESSAGES, META};
+use super::tables::{
+    API_KEYS, AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET,
+    CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, MESSAGES, META,
+};
 use super::{OpenError, StoreError};
 
 /// The schema this binary writes.
@@ -61,5 +64,14 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(IDEMPOTENCY)?;
     txn.open_table(IDEMPOTENCY_EXPIRY)?;
     txn.open_table(API_KEYS)?;
+    txn.open_table(AUDIT)?;
+    for index in [
+        AUDIT_BY_ACTOR,
+        AUDIT_BY_ACTION,
+        AUDIT_BY_TARGET,
+        AUDIT_BY_OUTCOME,
+    ] {
+        txn.open_table(index)?;
+    }
     Ok(())
 }

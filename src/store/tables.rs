@@ -28,6 +28,24 @@ pub const IDEMPOTENCY_EXPIRY: TableDefinition<(u64, &str, &str), ()> =
 /// `key id → ApiKey`.
 pub const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 
+/// `seq → audit Event`: the hash chain, gapless from the first kept event to the head.
+pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+/// `(actor "kind:id", seq) → ()`.
+pub const AUDIT_BY_ACTOR: TableDefinition<(&str, u64), ()> = TableDefinition::new("audit_by_actor");
+
+/// `(action, seq) → ()`.
+pub const AUDIT_BY_ACTION: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("audit_by_action");
+
+/// `(target "kind:id", seq) → ()`.
+pub const AUDIT_BY_TARGET: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("audit_by_target");
+
+/// `(outcome, seq) → ()`.
+pub const AUDIT_BY_OUTCOME: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("audit_by_outcome");
+
 /// The chat index key for a chat with the given activity time.
 pub fn chat_index_key(activity_ms: u64, id: &str) -> (u64, &str) {
     (u64::MAX - activity_ms, id)

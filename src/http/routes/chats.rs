@@ -23,7 +23,7 @@ pub async fn create(
     Json(new): Json<NewChat>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.may(Permission::WriteChats)?;
-    let chat = console.create_chat(new).await?;
+    let chat = console.create_chat(&caller.audit, new).await?;
     Ok((StatusCode::CREATED, JsonResponse(chat)))
 }
 
@@ -72,7 +72,9 @@ pub async fn update(
     Json(patch): Json<ChatPatch>,
 ) -> Result<JsonResponse<Chat>, ApiError> {
     caller.may(Permission::WriteChats)?;
-    Ok(JsonResponse(console.update_chat(&id, patch).await?))
+    Ok(JsonResponse(
+        console.update_chat(&caller.audit, &id, patch).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]

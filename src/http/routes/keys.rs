@@ -77,7 +77,7 @@ pub async fn create(
     caller.may(Permission::ManageKeys)?;
     let created = console
         .keys
-        .create(new.name, new.role, new.expires_in_days)
+        .create(&caller.audit, new.name, new.role, new.expires_in_days)
         .await?;
     let body = CreatedView {
         view: created.key.into(),
@@ -92,5 +92,7 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<JsonResponse<KeyView>, ApiError> {
     caller.may(Permission::ManageKeys)?;
-    Ok(JsonResponse(console.keys.revoke(&id).await?.into()))
+    Ok(JsonResponse(
+        console.keys.revoke(&caller.audit, &id).await?.into(),
+    ))
 }

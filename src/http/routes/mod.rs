@@ -1,5 +1,6 @@
 //! One file per resource.
 
+pub mod audit;
 pub mod chats;
 pub mod health;
 pub mod keys;

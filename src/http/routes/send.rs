@@ -53,6 +53,7 @@ pub async fn send(
             text,
             metadata,
             idempotency,
+            audit: caller.audit,
         })
         .await?;
     let mut response = Response::new(Body::from(reply.body));

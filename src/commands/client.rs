@@ -1,0 +1,150 @@
+//! How a CLI data command reaches the data (SPEC §3): directly on the database file when the
+//! service is stopped, through the running service's admin API when the file is in use. The
+//! direct route runs the same service code the API does, so both record the same audit events.
+
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+
+use crate::cli::ClientArgs;
+use crate::clock::Clock;
+use crate::config::{Config, Flags};
+use crate::domain::audit::{Actor, Context};
+use crate::service::keys::Keys;
+use crate::service::{Console, SendSettings};
+use crate::store::{OpenError, Store, WriterThread};
+
+pub enum Route {
+    Direct(Box<Offline>),
+    Api(Api),
+}
+
+/// The service's state opened in this process, on a stopped service's file.
+pub struct Offline {
+    pub console: Console,
+    writer: WriterThread,
+}
+
+impl Offline {
+    /// Waits until everything written has been committed.
+    pub fn close(self) {
+        let Offline { console, writer } = self;
+        drop(console);
+        writer.join();
+    }
+}
+
+/// The admin API of a running service.
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+/// Chooses the route and says on stderr which it took.
+pub async fn connect(client: &ClientArgs) -> Result<Route, String> {
+    let config = Config::load(&Flags {
+        config: client.config.config.clone(),
+        listen: None,
+        data_dir: client.config.data_dir.clone(),
+    })
+    .map_err(|e| e.to_string())?;
+    if client.url.is_none() {
+        match Store::open(&config.database_path()) {
+            Ok((store, writer)) => {
+                eprintln!("(directly on {})", config.database_path().display());
+                let clock = Clock::from_env();
+                let keys = Keys::load(store.clone(), clock, None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let console = Console::new(
+                    store,
+                    keys,
+                    clock,
+                    SendSettings::from_config(&config),
+                    config.data_dir.clone(),
+                );
+                return Ok(Route::Direct(Box::new(Offline { console, writer })));
+            }
+            Err(OpenError::Locked { .. }) => {}
+            Err(other) => return Err(other.to_string()),
+        }
+    }
+    let base = client
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen));
+    eprintln!("(through the running service at {base})");
+    let key_file = client
+        .key_file
+        .clone()
+        .unwrap_or_else(|| config.admin_key_path());
+    Ok(Route::Api(Api::new(base, &key_file)?))
+}
+
+/// The audit context of a command run directly on the file: the operating-system user.
+pub fn cli_context() -> Context {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    Context {
+        actor: Actor::cli(&user),
+        request_id: None,
+        client_ip: None,
+    }
+}
+
+impl Api {
+    fn new(base: String, key_file: &PathBuf) -> Result<Self, String> {
+        let key = std::fs::read_to_string(key_file)
+            .map_err(|e| format!("cannot read the admin key from {}: {e}", key_file.display()))?;
+        Ok(Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            key: key.trim().to_owned(),
+        })
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", self.base))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.base))
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.delete(format!("{}{path}", self.base))
+    }
+
+    /// Sends with the admin key; a non-2xx answer is an error carrying the service's message.
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, String> {
+        let response = request
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the service at {}: {e}", self.base))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        Err(format!("the service answered {status}: {text}"))
+    }
+
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, String> {
+        let text = self
+            .send(request)
+            .await?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).map_err(|e| format!("unexpected answer from the service: {e}"))
+    }
+}

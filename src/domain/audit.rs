@@ -1,0 +1,435 @@
+//! Audit events, their canonical form and the hash chain (SPEC §9, `docs/audit-format.md`).
+//!
+//! An event's canonical form is its JSON object without `hash`, keys sorted, no insignificant
+//! whitespace, UTF-8. `hash = SHA-256(prev_hash ‖ canonical form)`, with `prev_hash` as its 32 raw
+//! bytes (all zero before the first event). The form is simple enough for a Python standard
+//! library verifier to rebuild byte for byte, which is what makes the trail independently
+//! verifiable.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::principal::{Credential, Principal};
+use super::role::Role;
+
+pub type Hash = [u8; 32];
+
+/// The `prev_hash` of the first event ever written.
+pub const GENESIS: Hash = [0; 32];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActorKind {
+    Key,
+    Session,
+    System,
+    Cli,
+    /// A request that presented no valid credential.
+    Anonymous,
+}
+
+impl ActorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::Key => "key",
+            ActorKind::Session => "session",
+            ActorKind::System => "system",
+            ActorKind::Cli => "cli",
+            ActorKind::Anonymous => "anonymous",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub kind: ActorKind,
+    pub id: String,
+    pub role: Option<Role>,
+}
+
+impl Actor {
+    pub fn system() -> Self {
+        Self {
+            kind: ActorKind::System,
+            id: "sofiia-console".into(),
+            role: None,
+        }
+    }
+
+    pub fn cli(user: &str) -> Self {
+        Self {
+            kind: ActorKind::Cli,
+            id: user.into(),
+            role: None,
+        }
+    }
+
+    pub fn anonymous() -> Self {
+        Self {
+            kind: ActorKind::Anonymous,
+            id: "-".into(),
+            role: None,
+        }
+    }
+
+    pub fn of(principal: &Principal) -> Self {
+        let kind = match principal.credential {
+            Credential::Key | Credential::AdminToken => ActorKind::Key,
+        };
+        Self {
+            kind,
+            id: principal.id.clone(),
+            role: Some(principal.role),
+        }
+    }
+
+    /// `kind:id`, the value the `actor` filter and its index use.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.kind.as_str(), self.id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    ChatCreate,
+    ChatUpdate,
+    ChatSend,
+    ChatReply,
+    AuthDenied,
+    AuditRead,
+    AuditVerify,
+    AuditExport,
+    KeyCreate,
+    KeyRevoke,
+    ServiceStart,
+    ServiceStop,
+}
+
+impl Action {
+    pub const ALL: [Action; 12] = [
+        Action::ChatCreate,
+        Action::ChatUpdate,
+        Action::ChatSend,
+        Action::ChatReply,
+        Action::AuthDenied,
+        Action::AuditRead,
+        Action::AuditVerify,
+        Action::AuditExport,
+        Action::KeyCreate,
+        Action::KeyRevoke,
+        Action::ServiceStart,
+        Action::ServiceStop,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::ChatCreate => "chat.create",
+            Action::ChatUpdate => "chat.update",
+            Action::ChatSend => "chat.send",
+            Action::ChatReply => "chat.reply",
+            Action::AuthDenied => "auth.denied",
+            Action::AuditRead => "audit.read",
+            Action::AuditVerify => "audit.verify",
+            Action::AuditExport => "audit.export",
+            Action::KeyCreate => "key.create",
+            Action::KeyRevoke => "key.revoke",
+            Action::ServiceStart => "service.start",
+            Action::ServiceStop => "service.stop",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Ok,
+    Denied,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Denied => "denied",
+            Outcome::Error => "error",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Outcome> {
+        [Outcome::Ok, Outcome::Denied, Outcome::Error]
+            .into_iter()
+            .find(|o| o.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub kind: String,
+    pub id: String,
+}
+
+impl Target {
+    pub fn new(kind: &str, id: &str) -> Self {
+        Self {
+            kind: kind.into(),
+            id: id.into(),
+        }
+    }
+
+    /// `kind:id`, the value the `target` filter and its index use.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.kind, self.id)
+    }
+}
+
+/// A small detail value: ids, counts, lengths, flags. Never secrets or message text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Detail {
+    Text(String),
+    Count(u64),
+    Flag(bool),
+}
+
+impl From<&str> for Detail {
+    fn from(value: &str) -> Self {
+        Detail::Text(value.into())
+    }
+}
+
+impl From<String> for Detail {
+    fn from(value: String) -> Self {
+        Detail::Text(value)
+    }
+}
+
+impl From<u64> for Detail {
+    fn from(value: u64) -> Self {
+        Detail::Count(value)
+    }
+}
+
+impl From<bool> for Detail {
+    fn from(value: bool) -> Self {
+        Detail::Flag(value)
+    }
+}
+
+/// Who did what to what, from where: the part of an event its author decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub actor: Actor,
+    pub action: Action,
+    pub target: Target,
+    pub outcome: Outcome,
+    pub request_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub details: BTreeMap<String, Detail>,
+}
+
+/// A record waiting for its place in the chain, with the time it happened. The writer gives it
+/// `seq`, a timestamp no earlier than the chain head's, and its hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    pub at_ms: u64,
+    pub record: Record,
+}
+
+impl Draft {
+    pub fn detail(mut self, name: &str, value: impl Into<Detail>) -> Self {
+        self.record.details.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// Where a request came from; what every event of one request shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    pub actor: Actor,
+    pub request_id: Option<String>,
+    pub client_ip: Option<String>,
+}
+
+impl Context {
+    pub fn system() -> Self {
+        Self {
+            actor: Actor::system(),
+            request_id: None,
+            client_ip: None,
+        }
+    }
+
+    pub fn draft(&self, at_ms: u64, action: Action, target: Target, outcome: Outcome) -> Draft {
+        Draft {
+            at_ms,
+            record: Record {
+                actor: self.actor.clone(),
+                action,
+                target,
+                outcome,
+                request_id: self.request_id.clone(),
+                client_ip: self.client_ip.clone(),
+                details: BTreeMap::new(),
+            },
+        }
+    }
+}
+
+/// A chained event as stored. Every stored field is covered by `hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub ts_ms: u64,
+    pub record: Record,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+}
+
+impl Event {
+    /// Chains `record` after the event whose hash is `prev_hash`.
+    pub fn chain(record: Record, seq: u64, ts_ms: u64, prev_hash: Hash) -> Self {
+        let mut event = Event {
+            seq,
+            ts_ms,
+            record,
+            prev_hash,
+            hash: GENESIS,
+        };
+        event.hash = event.computed_hash();
+        event
+    }
+
+    /// The hash this event's content and `prev_hash` call for.
+    pub fn computed_hash(&self) -> Hash {
+        let mut hasher = Sha256::new();
+        hasher.update(self.prev_hash);
+        hasher.update(self.canonical_bytes());
+        hasher.finalize().into()
+    }
+
+    /// The canonical form: the JSON object without `hash`, keys sorted, compact, UTF-8.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.json_without_hash()).unwrap_or_default()
+    }
+
+    /// The event as exported and shown: the canonical object plus `hash`.
+    pub fn to_json(&self) -> Value {
+        let mut value = self.json_without_hash();
+        if let Value::Object(map) = &mut value {
+            map.insert("hash".into(), hex::encode(self.hash).into());
+        }
+        value
+    }
+
+    fn json_without_hash(&self) -> Value {
+        let d = &self.record;
+        let details: serde_json::Map<String, Value> = d
+            .details
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    Detail::Text(t) => Value::from(t.as_str()),
+                    Detail::Count(n) => Value::from(*n),
+                    Detail::Flag(b) => Value::from(*b),
+                };
+                (k.clone(), value)
+            })
+            .collect();
+        json!({
+            "seq": self.seq,
+            "ts_ms": self.ts_ms,
+            "actor": {
+                "kind": d.actor.kind.as_str(),
+                "id": d.actor.id,
+                "role": d.actor.role.map(Role::as_str),
+            },
+            "action": d.action.as_str(),
+            "target": {"kind": d.target.kind, "id": d.target.id},
+            "outcome": d.outcome.as_str(),
+            "request_id": d.request_id,
+            "client_ip": d.client_ip,
+            "details": details,
+            "prev_hash": hex::encode(self.prev_hash),
+        })
+    }
+}
+
+/// What `GET /api/audit` selects. Every filter is optional; all given must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// `kind:id` of the actor.
+    pub actor: Option<String>,
+    pub action: Option<Action>,
+    /// `kind:id` of the target.
+    pub target: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// Inclusive lower bound on `ts_ms`.
+    pub since_ms: Option<u64>,
+    /// Exclusive upper bound on `ts_ms`.
+    pub until_ms: Option<u64>,
+}
+
+impl Filter {
+    pub fn matches(&self, event: &Event) -> bool {
+        let r = &event.record;
+        self.actor.as_ref().is_none_or(|a| *a == r.actor.label())
+            && self.action.is_none_or(|a| a == r.action)
+            && self.target.as_ref().is_none_or(|t| *t == r.target.label())
+            && self.outcome.is_none_or(|o| o == r.outcome)
+            && self.since_ms.is_none_or(|s| event.ts_ms >= s)
+            && self.until_ms.is_none_or(|u| event.ts_ms < u)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Context::system()
+            .draft(
+                0,
+                Action::ChatCreate,
+                Target::new("chat", "ops-1"),
+                Outcome::Ok,
+            )
+            .detail("title_chars", 5u64)
+            .record
+    }
+
+    #[test]
+    fn canonical_form_is_sorted_and_compact() {
+        let event = Event::chain(record(), 1, 1000, GENESIS);
+        let text = String::from_utf8(event.canonical_bytes()).unwrap();
+        assert!(text.starts_with(r#"{"action":"chat.create","actor":{"id":"sofiia-console","kind":"system","role":null},"client_ip":null,"details":{"title_chars":5},"outcome":"ok","prev_hash":"0000"#), "{text}");
+        assert!(!text.contains(' '));
+        assert!(!text.contains("\"hash\""));
+    }
+
+    #[test]
+    fn hash_covers_content_and_predecessor() {
+        let first = Event::chain(record(), 1, 1000, GENESIS);
+        let second = Event::chain(record(), 2, 1000, first.hash);
+        assert_eq!(second.computed_hash(), second.hash);
+        let mut tampered = second.clone();
+        tampered.record.target.id = "ops-2".into();
+        assert_ne!(tampered.computed_hash(), second.hash);
+        let mut relinked = second.clone();
+        relinked.prev_hash = GENESIS;
+        assert_ne!(relinked.computed_hash(), second.hash);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for action in Action::ALL {
+            assert_eq!(Action::parse(action.as_str()), Some(action));
+        }
+        assert_eq!(Outcome::parse("denied"), Some(Outcome::Denied));
+        assert_eq!(Action::parse("chat.delete"), None);
+    }
+}

@@ -1,0 +1,92 @@
+//! Reading, verifying and exporting the audit trail — each of which is itself audited.
+
+use crate::domain::audit::{Action, Context, Event, Filter, Outcome, Target};
+use crate::store::audit::Verification;
+
+use super::{Console, ServiceError};
+
+/// Export chunks as they are read from one consistent snapshot.
+pub type ExportStream = tokio::sync::mpsc::Receiver<Result<Vec<u8>, crate::store::StoreError>>;
+
+impl Console {
+    pub async fn audit_page(
+        &self,
+        ctx: &Context,
+        filter: Filter,
+        before_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Event>, ServiceError> {
+        let filters = filter_names(&filter);
+        let events = self.store.audit_page(filter, before_seq, limit).await?;
+        let read = ctx
+            .draft(self.clock.now_ms(), Action::AuditRead, trail(), Outcome::Ok)
+            .detail("filters", filters)
+            .detail("returned", events.len() as u64);
+        self.store.append_audit(vec![read]).await?;
+        Ok(events)
+    }
+
+    pub async fn verify_audit(&self, ctx: &Context) -> Result<Verification, ServiceError> {
+        let report = self.store.verify_audit().await?;
+        let mut verified = ctx
+            .draft(
+                self.clock.now_ms(),
+                Action::AuditVerify,
+                trail(),
+                Outcome::Ok,
+            )
+            .detail("valid", report.valid)
+            .detail("head_seq", report.head_seq);
+        if let Some(seq) = report.first_invalid_seq {
+            verified = verified.detail("first_invalid_seq", seq);
+        }
+        if !report.valid {
+            tracing::error!(event = "audit_invalid", first_invalid_seq = ?report.first_invalid_seq, reason = ?report.reason, "audit chain verification failed");
+        }
+        self.store.append_audit(vec![verified]).await?;
+        Ok(report)
+    }
+
+    /// Records the export, then streams it (the export therefore contains its own record).
+    pub async fn export_audit(
+        &self,
+        ctx: &Context,
+        since_ms: Option<u64>,
+        until_ms: Option<u64>,
+    ) -> Result<ExportStream, ServiceError> {
+        let mut exported = ctx.draft(
+            self.clock.now_ms(),
+            Action::AuditExport,
+            trail(),
+            Outcome::Ok,
+        );
+        if let Some(since) = since_ms {
+            exported = exported.detail("since_ms", since);
+        }
+        if let Some(until) = until_ms {
+            exported = exported.detail("until_ms", until);
+        }
+        self.store.append_audit(vec![exported]).await?;
+        Ok(self.store.export_audit(since_ms, until_ms))
+    }
+}
+
+fn trail() -> Target {
+    Target::new("audit", "trail")
+}
+
+/// Which filters a query used (not their values: those may name people).
+fn filter_names(filter: &Filter) -> String {
+    [
+        ("actor", filter.actor.is_some()),
+        ("action", filter.action.is_some()),
+        ("target", filter.target.is_some()),
+        ("outcome", filter.outcome.is_some()),
+        ("since", filter.since_ms.is_some()),
+        ("until", filter.until_ms.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, used)| used.then_some(name))
+    .collect::<Vec<_>>()
+    .join(",")
+}

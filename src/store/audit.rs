@@ -1,0 +1,379 @@
+//! The audit trail: append inside the caller's transaction, filtered pages, verification and
+//! export (SPEC §9).
+//!
+//! `append` is called by every audited write *inside its own write transaction*, so an action and
+//! its record commit or vanish together. The chain head (`seq`, `ts_ms`, `hash`) lives in `meta`.
+
+use std::ops::Bound::{Excluded, Included, Unbounded};
+
+use redb::{
+    ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::codec;
+use super::tables::{
+    AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET, META,
+};
+use super::{Store, StoreError};
+use crate::domain::audit::{Draft, Event, Filter, GENESIS, Hash};
+
+const HEAD_KEY: &str = "audit_head";
+/// Export lines are sent to the client in chunks of about this size.
+const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
+
+impl codec::Record for Event {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "audit event";
+}
+
+/// The newest event: where the next one chains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub seq: u64,
+    pub ts_ms: u64,
+    pub hash: Hash,
+}
+
+impl codec::Record for Head {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "audit head";
+}
+
+const EMPTY_HEAD: Head = Head {
+    seq: 0,
+    ts_ms: 0,
+    hash: GENESIS,
+};
+
+/// The result of walking the chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub valid: bool,
+    pub total_entries: u64,
+    pub checked_from_seq: u64,
+    pub head_seq: u64,
+    pub head_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_invalid_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Appends `draft` to the chain inside `txn`. Timestamps never go backwards along the chain, so
+/// `seq` order is also time order and a time range is a `seq` range.
+pub(super) fn append(txn: &WriteTransaction, draft: Draft) -> Result<Event, StoreError> {
+    let mut meta = txn.open_table(META)?;
+    let head = match meta.get(HEAD_KEY)? {
+        Some(raw) => codec::decode::<Head>(raw.value())?,
+        None => EMPTY_HEAD,
+    };
+    let event = Event::chain(
+        draft.record,
+        head.seq + 1,
+        draft.at_ms.max(head.ts_ms),
+        head.hash,
+    );
+    txn.open_table(AUDIT)?
+        .insert(event.seq, codec::encode(&event)?.as_slice())?;
+    let r = &event.record;
+    let seq = event.seq;
+    txn.open_table(AUDIT_BY_ACTOR)?
+        .insert((r.actor.label().as_str(), seq), ())?;
+    txn.open_table(AUDIT_BY_ACTION)?
+        .insert((r.action.as_str(), seq), ())?;
+    txn.open_table(AUDIT_BY_TARGET)?
+        .insert((r.target.label().as_str(), seq), ())?;
+    txn.open_table(AUDIT_BY_OUTCOME)?
+        .insert((r.outcome.as_str(), seq), ())?;
+    let new_head = Head {
+        seq,
+        ts_ms: event.ts_ms,
+        hash: event.hash,
+    };
+    meta.insert(HEAD_KEY, codec::encode(&new_head)?.as_slice())?;
+    Ok(event)
+}
+
+impl Store {
+    /// Appends events that stand alone (service start and stop, denials, audit reads) in one
+    /// group-committed transaction.
+    pub async fn append_audit(&self, drafts: Vec<Draft>) -> Result<(), StoreError> {
+        self.writer()
+            .execute(move |txn| {
+                for draft in drafts {
+                    append(txn, draft)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Newest-first page of events matching `filter`, strictly before `before_seq`.
+    pub async fn audit_page(
+        &self,
+        filter: Filter,
+        before_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.read(move |txn| page(txn, &filter, before_seq, limit))
+            .await
+    }
+
+    pub async fn verify_audit(&self) -> Result<Verification, StoreError> {
+        self.read(verify).await
+    }
+
+    /// Streams the events with `since_ms <= ts_ms < until_ms` as NDJSON, oldest first, from one
+    /// read transaction (a consistent snapshot however long the client takes).
+    pub fn export_audit(
+        &self,
+        since_ms: Option<u64>,
+        until_ms: Option<u64>,
+    ) -> mpsc::Receiver<Result<Vec<u8>, StoreError>> {
+        let (sender, receiver) = mpsc::channel(4);
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = store.export_blocking(since_ms, until_ms, &sender) {
+                let _ = sender.blocking_send(Err(error));
+            }
+        });
+        receiver
+    }
+
+    fn export_blocking(
+        &self,
+        since_ms: Option<u64>,
+        until_ms: Option<u64>,
+        sender: &mpsc::Sender<Result<Vec<u8>, StoreError>>,
+    ) -> Result<(), StoreError> {
+        let txn = self.begin_read()?;
+        let table = txn.open_table(AUDIT)?;
+        let (low, high) = seq_bounds(&table, since_ms, until_ms)?;
+        let mut chunk = Vec::with_capacity(EXPORT_CHUNK_BYTES);
+        for row in table.range((low, high))? {
+            let event: Event = codec::decode(row?.1.value())?;
+            serde_json::to_writer(&mut chunk, &event.to_json())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            chunk.push(b'\n');
+            if chunk.len() >= EXPORT_CHUNK_BYTES {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(EXPORT_CHUNK_BYTES));
+                if sender.blocking_send(Ok(full)).is_err() {
+                    return Ok(()); // the client went away
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = sender.blocking_send(Ok(chunk));
+        }
+        Ok(())
+    }
+}
+
+fn page(
+    txn: &ReadTransaction,
+    filter: &Filter,
+    before_seq: Option<u64>,
+    limit: usize,
+) -> Result<Vec<Event>, StoreError> {
+    let events = txn.open_table(AUDIT)?;
+    let (low, mut high) = seq_bounds(&events, filter.since_ms, filter.until_ms)?;
+    if let Some(before) = before_seq {
+        high = tighter_upper(high, before);
+    }
+    // Walk the most selective index given; the rest of the filter is checked per event.
+    let index: Option<(IndexTable, String)> = filter
+        .target
+        .clone()
+        .map(|t| (AUDIT_BY_TARGET, t))
+        .or_else(|| filter.actor.clone().map(|a| (AUDIT_BY_ACTOR, a)))
+        .or_else(|| {
+            filter
+                .action
+                .map(|a| (AUDIT_BY_ACTION, a.as_str().to_owned()))
+        })
+        .or_else(|| {
+            filter
+                .outcome
+                .map(|o| (AUDIT_BY_OUTCOME, o.as_str().to_owned()))
+        });
+    let mut found = Vec::with_capacity(limit);
+    let mut consider = |seq: u64| -> Result<bool, StoreError> {
+        let raw = events
+            .get(seq)?
+            .ok_or_else(|| StoreError::Corrupt(format!("audit index names missing event {seq}")))?;
+        let event: Event = codec::decode(raw.value())?;
+        if filter.matches(&event) {
+            found.push(event);
+        }
+        Ok(found.len() < limit)
+    };
+    match index {
+        Some((definition, value)) => {
+            let table = txn.open_table(definition)?;
+            let start = match low {
+                Included(s) => Included((value.as_str(), s)),
+                Excluded(s) => Excluded((value.as_str(), s)),
+                Unbounded => Included((value.as_str(), 0)),
+            };
+            let end = match high {
+                Included(s) => Included((value.as_str(), s)),
+                Excluded(s) => Excluded((value.as_str(), s)),
+                Unbounded => Included((value.as_str(), u64::MAX)),
+            };
+            for row in table.range((start, end))?.rev() {
+                if !consider(row?.0.value().1)? {
+                    break;
+                }
+            }
+        }
+        None => {
+            for row in events.range((low, high))?.rev() {
+                if !consider(row?.0.value())? {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+type SeqBound = std::ops::Bound<u64>;
+/// A secondary index: `(value, seq) → ()`.
+type IndexTable = TableDefinition<'static, (&'static str, u64), ()>;
+
+/// The `seq` range holding `since_ms <= ts_ms < until_ms`, found by binary search: timestamps
+/// are non-decreasing along the chain.
+fn seq_bounds(
+    events: &impl ReadableTable<u64, &'static [u8]>,
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+) -> Result<(SeqBound, SeqBound), StoreError> {
+    let low = match since_ms {
+        Some(since) => Included(first_seq_at_or_after(events, since)?),
+        None => Unbounded,
+    };
+    let high = match until_ms {
+        Some(until) => Excluded(first_seq_at_or_after(events, until)?),
+        None => Unbounded,
+    };
+    Ok((low, high))
+}
+
+/// The smallest `seq` whose event has `ts_ms >= at`, or one past the last event.
+fn first_seq_at_or_after(
+    events: &impl ReadableTable<u64, &'static [u8]>,
+    at: u64,
+) -> Result<u64, StoreError> {
+    let (Some(first), Some(last)) = (events.first()?, events.last()?) else {
+        return Ok(1);
+    };
+    let (mut low, mut high) = (first.0.value(), last.0.value() + 1);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        // The next stored event at or after `mid` (the chain is gapless, but a damaged file
+        // must not make a query fail).
+        let probe = events.range(mid..)?.next().transpose()?;
+        match probe {
+            Some((seq, raw)) if codec::decode::<Event>(raw.value())?.ts_ms < at => {
+                low = seq.value() + 1;
+            }
+            _ => high = mid,
+        }
+    }
+    Ok(low)
+}
+
+fn tighter_upper(high: SeqBound, before: u64) -> SeqBound {
+    match high {
+        Included(h) if h < before => Included(h),
+        Excluded(h) if h <= before => Excluded(h),
+        _ => Excluded(before),
+    }
+}
+
+/// Walks the whole chain: every `seq` present once and in order, every stored record in its
+/// canonical encoding, every `prev_hash` the hash before it, every `hash` its content's, and the
+/// head in `meta` naming the last event.
+fn verify(txn: &ReadTransaction) -> Result<Verification, StoreError> {
+    let events = txn.open_table(AUDIT)?;
+    let head = match txn.open_table(META)?.get(HEAD_KEY)? {
+        Some(raw) => codec::decode::<Head>(raw.value())?,
+        None => EMPTY_HEAD,
+    };
+    let total_entries = events.len()?;
+    let mut report = Verification {
+        valid: true,
+        total_entries,
+        checked_from_seq: 1,
+        head_seq: head.seq,
+        head_hash: hex::encode(head.hash),
+        first_invalid_seq: None,
+        reason: None,
+    };
+    let mut invalid = |seq: u64, reason: String| {
+        report.valid = false;
+        report.first_invalid_seq = Some(seq);
+        report.reason = Some(reason);
+    };
+    let mut expected_seq = 1;
+    let mut prev_hash = GENESIS;
+    for row in events.iter()? {
+        let (key, raw) = row?;
+        let seq = key.value();
+        if seq != expected_seq {
+            invalid(expected_seq, format!("event {expected_seq} is missing"));
+            return Ok(report);
+        }
+        let problem = match codec::decode::<Event>(raw.value()) {
+            Err(_) => Some("the stored event cannot be decoded".to_owned()),
+            Ok(event) => check_event(&event, raw.value(), seq, &prev_hash)
+                .err()
+                .or_else(|| {
+                    prev_hash = event.hash;
+                    None
+                }),
+        };
+        if let Some(reason) = problem {
+            invalid(seq, reason);
+            return Ok(report);
+        }
+        expected_seq += 1;
+    }
+    if head.seq != expected_seq - 1 {
+        invalid(
+            expected_seq,
+            format!(
+                "the chain head names event {} but the chain ends at {}",
+                head.seq,
+                expected_seq - 1
+            ),
+        );
+    } else if head.hash != prev_hash {
+        invalid(
+            head.seq,
+            "the chain head's hash differs from the last event's".into(),
+        );
+    }
+    Ok(report)
+}
+
+fn check_event(event: &Event, raw: &[u8], seq: u64, prev_hash: &Hash) -> Result<(), String> {
+    if codec::encode(event).map_err(|e| e.to_string())? != raw {
+        return Err("the stored bytes are not the event's encoding".into());
+    }
+    if event.seq != seq {
+        return Err(format!(
+            "the event stored under {seq} says it is {}",
+            event.seq
+        ));
+    }
+    if &event.prev_hash != prev_hash {
+        return Err("prev_hash differs from the previous event's hash".into());
+    }
+    if event.computed_hash() != event.hash {
+        return Err("hash does not match the event's content".into());
+    }
+    Ok(())
+}
