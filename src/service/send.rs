@@ -160,7 +160,7 @@ impl Console {
             Begun::Mismatch => return Err(ServiceError::IdempotencyMismatch),
             Begun::ChatNotFound => return Err(ServiceError::NotFound("chat")),
         };
-        failpoints::hit("send.after_claim").await;
+        failpoints::pause("send.after_claim").await;
         let body = self
             .reply(
                 request.chat_id,

@@ -18,6 +18,7 @@ use super::tables::{
 };
 use super::{Store, StoreError};
 use crate::domain::audit::{Draft, Event, Filter, GENESIS, Hash};
+use crate::failpoints;
 
 const HEAD_KEY: &str = "audit_head";
 /// Export lines are sent to the client in chunks of about this size.
@@ -64,6 +65,9 @@ pub struct Verification {
 /// Appends `draft` to the chain inside `txn`. Timestamps never go backwards along the chain, so
 /// `seq` order is also time order and a time range is a `seq` range.
 pub(super) fn append(txn: &WriteTransaction, draft: Draft) -> Result<Event, StoreError> {
+    if failpoints::fails("audit.append") {
+        return Err(StoreError::Database("failpoint audit.append".into()));
+    }
     let mut meta = txn.open_table(META)?;
     let head = match meta.get(HEAD_KEY)? {
         Some(raw) => codec::decode::<Head>(raw.value())?,

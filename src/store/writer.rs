@@ -138,6 +138,10 @@ fn commit_batch(db: &Database, batch: &mut [Box<dyn Job>]) -> Result<(), StoreEr
             return Err(error);
         }
     }
+    if crate::failpoints::fails("store.commit") {
+        txn.abort()?;
+        return Err(StoreError::Database("failpoint store.commit".into()));
+    }
     txn.commit()?;
     Ok(())
 }
