@@ -7,7 +7,7 @@
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
 use redb::{
-    ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+    ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -186,24 +186,36 @@ fn page(
     if let Some(before) = before_seq {
         high = tighter_upper(high, before);
     }
-    // Walk the most selective index given; the rest of the filter is checked per event.
-    let index: Option<(IndexTable, String)> = filter
-        .target
-        .clone()
-        .map(|t| (AUDIT_BY_TARGET, t))
-        .or_else(|| filter.actor.clone().map(|a| (AUDIT_BY_ACTOR, a)))
-        .or_else(|| {
-            filter
-                .action
-                .map(|a| (AUDIT_BY_ACTION, a.as_str().to_owned()))
-        })
-        .or_else(|| {
-            filter
-                .outcome
-                .map(|o| (AUDIT_BY_OUTCOME, o.as_str().to_owned()))
-        });
+    // Walk the smallest of the given indexes and check the others by point lookups, so only
+    // matching events are decoded.
+    let mut indexes = Vec::with_capacity(4);
+    for (definition, value) in [
+        (AUDIT_BY_TARGET, filter.target.clone()),
+        (AUDIT_BY_ACTOR, filter.actor.clone()),
+        (
+            AUDIT_BY_ACTION,
+            filter.action.map(|a| a.as_str().to_owned()),
+        ),
+        (
+            AUDIT_BY_OUTCOME,
+            filter.outcome.map(|o| o.as_str().to_owned()),
+        ),
+    ] {
+        if let Some(value) = value {
+            indexes.push((txn.open_table(definition)?, value));
+        }
+    }
+    if indexes.len() > 1 {
+        let smallest = smallest_index(&indexes, low, high)?;
+        indexes.swap(0, smallest);
+    }
     let mut found = Vec::with_capacity(limit);
     let mut consider = |seq: u64| -> Result<bool, StoreError> {
+        for (index, value) in indexes.iter().skip(1) {
+            if index.get((value.as_str(), seq))?.is_none() {
+                return Ok(true);
+            }
+        }
         let raw = events
             .get(seq)?
             .ok_or_else(|| StoreError::Corrupt(format!("audit index names missing event {seq}")))?;
@@ -213,20 +225,9 @@ fn page(
         }
         Ok(found.len() < limit)
     };
-    match index {
-        Some((definition, value)) => {
-            let table = txn.open_table(definition)?;
-            let start = match low {
-                Included(s) => Included((value.as_str(), s)),
-                Excluded(s) => Excluded((value.as_str(), s)),
-                Unbounded => Included((value.as_str(), 0)),
-            };
-            let end = match high {
-                Included(s) => Included((value.as_str(), s)),
-                Excluded(s) => Excluded((value.as_str(), s)),
-                Unbounded => Included((value.as_str(), u64::MAX)),
-            };
-            for row in table.range((start, end))?.rev() {
+    match indexes.first() {
+        Some((index, value)) => {
+            for row in index_range(index, value, low, high)?.rev() {
                 if !consider(row?.0.value().1)? {
                     break;
                 }
@@ -245,7 +246,52 @@ fn page(
 
 type SeqBound = std::ops::Bound<u64>;
 /// A secondary index: `(value, seq) → ()`.
-type IndexTable = TableDefinition<'static, (&'static str, u64), ()>;
+type Index = ReadOnlyTable<(&'static str, u64), ()>;
+
+/// How far the indexes race before the first one given is taken as the walk.
+const INDEX_RACE_STEPS: usize = 4096;
+
+/// Which index holds the fewest entries in the range: all are stepped in lockstep and the first
+/// to run out wins, so finding it costs at most (number of indexes × its size) cheap steps. When
+/// none runs out within `INDEX_RACE_STEPS`, all are large and the first is as good as any.
+fn smallest_index(
+    indexes: &[(Index, String)],
+    low: SeqBound,
+    high: SeqBound,
+) -> Result<usize, StoreError> {
+    let mut ranges = indexes
+        .iter()
+        .map(|(index, value)| index_range(index, value, low, high))
+        .collect::<Result<Vec<_>, _>>()?;
+    for _ in 0..INDEX_RACE_STEPS {
+        for (position, range) in ranges.iter_mut().enumerate() {
+            if range.next().is_none() {
+                return Ok(position);
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// The entries of `index` for `value` with `seq` within the bounds, in `seq` order.
+fn index_range<'i>(
+    index: &'i Index,
+    value: &str,
+    low: SeqBound,
+    high: SeqBound,
+) -> Result<redb::Range<'i, (&'static str, u64), ()>, StoreError> {
+    let start = match low {
+        Included(s) => Included((value, s)),
+        Excluded(s) => Excluded((value, s)),
+        Unbounded => Included((value, 0)),
+    };
+    let end = match high {
+        Included(s) => Included((value, s)),
+        Excluded(s) => Excluded((value, s)),
+        Unbounded => Included((value, u64::MAX)),
+    };
+    Ok(index.range((start, end))?)
+}
 
 /// The `seq` range holding `since_ms <= ts_ms < until_ms`, found by binary search: timestamps
 /// are non-decreasing along the chain.

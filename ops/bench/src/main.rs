@@ -1,0 +1,271 @@
+//! The benchmark's own tools: a load generator that reports throughput and latency percentiles,
+//! and a seeder that fills a stopped service's database with audit events.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sofiia_console::domain::audit::{Action, Actor, Context, Outcome, Target};
+use sofiia_console::store::Store;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Drive one kind of request against a running service and print a JSON summary.
+    Load {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "")]
+        key: String,
+        #[arg(long, value_enum)]
+        mode: Mode,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Requests per second across all connections (0 = as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Query string for `audit` mode.
+        #[arg(long, default_value = "")]
+        query: String,
+    },
+    /// Append audit events straight into a stopped service's database.
+    SeedAudit {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Livez,
+    /// Durable sends, unique idempotency key per request.
+    Send,
+    /// Replays of one completed idempotency key.
+    Replay,
+    /// One page of 50 messages.
+    Page,
+    /// One filtered audit page.
+    Audit,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    match Cli::parse().command {
+        Command::Load {
+            url,
+            key,
+            mode,
+            connections,
+            seconds,
+            rate,
+            query,
+        } => {
+            let target = Workload {
+                url: url.trim_end_matches('/').to_owned(),
+                key,
+                mode,
+                query,
+            };
+            load(
+                Arc::new(target),
+                connections,
+                Duration::from_secs(seconds),
+                rate,
+            )
+            .await
+        }
+        Command::SeedAudit { data_dir, events } => seed_audit(&data_dir, events).await,
+    }
+}
+
+struct Workload {
+    url: String,
+    key: String,
+    mode: Mode,
+    query: String,
+}
+
+impl Workload {
+    fn request(&self, client: &reqwest::Client, n: u64, run: u128) -> reqwest::RequestBuilder {
+        let auth = format!("Bearer {}", self.key);
+        match self.mode {
+            Mode::Livez => client.get(format!("{}/livez", self.url)),
+            Mode::Send => client
+                .post(format!("{}/api/chats/bench-{}/send", self.url, n % 64))
+                .header("authorization", auth)
+                .header("idempotency-key", format!("{run}-{n}"))
+                .json(&serde_json::json!({"text": "benchmark message"})),
+            Mode::Replay => client
+                .post(format!("{}/api/chats/bench-replay/send", self.url))
+                .header("authorization", auth)
+                .header("idempotency-key", format!("replay-{run}"))
+                .json(&serde_json::json!({"text": "benchmark message"})),
+            Mode::Page => client
+                .get(format!(
+                    "{}/api/chats/bench-0/messages?limit=50&order=desc",
+                    self.url
+                ))
+                .header("authorization", auth),
+            Mode::Audit => client
+                .get(format!("{}/api/audit?{}", self.url, self.query))
+                .header("authorization", auth),
+        }
+    }
+}
+
+async fn load(
+    target: Arc<Workload>,
+    connections: usize,
+    duration: Duration,
+    rate: u64,
+) -> Result<(), String> {
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_nanos();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .map_err(|e| e.to_string())?;
+    prepare(&target, &client, run).await?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let interval = (rate > 0).then(|| Duration::from_secs_f64(connections as f64 / rate as f64));
+    let mut workers = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let (target, client, counter, errors) = (
+            target.clone(),
+            client.clone(),
+            counter.clone(),
+            errors.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut next = Instant::now();
+            while Instant::now() < deadline {
+                if let Some(interval) = interval {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += interval;
+                }
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let sent = Instant::now();
+                let ok = match target.request(&client, n, run).send().await {
+                    Ok(response) => {
+                        response.status().is_success() && response.bytes().await.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                latencies.push(sent.elapsed());
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.map_err(|e| e.to_string())?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let summary = serde_json::json!({
+        "requests": latencies.len(),
+        "errors": errors.load(Ordering::Relaxed),
+        "rps": latencies.len() as f64 / elapsed,
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+/// Makes what the workload reads exist before the clock starts: the completed key a replay
+/// repeats, the 60 messages a page reads.
+async fn prepare(target: &Workload, client: &reqwest::Client, run: u128) -> Result<(), String> {
+    let sends = match target.mode {
+        Mode::Replay => 1,
+        Mode::Page => 30,
+        _ => 0,
+    };
+    for n in 0..sends {
+        let request = match target.mode {
+            Mode::Replay => target.request(client, n, run),
+            _ => Workload {
+                mode: Mode::Send,
+                url: target.url.clone(),
+                key: target.key.clone(),
+                query: String::new(),
+            }
+            .request(client, 64 * n, run),
+        };
+        let status = request.send().await.map_err(|e| e.to_string())?.status();
+        if !status.is_success() {
+            return Err(format!("preparing the workload: {status}"));
+        }
+    }
+    Ok(())
+}
+
+/// Appends `events` audit events in transactions of 10 000, spread over 100 actors, 1 000
+/// targets and the chat actions, as a busy installation would have them.
+async fn seed_audit(data_dir: &std::path::Path, events: u64) -> Result<(), String> {
+    let (store, writer) = Store::open(&data_dir.join("sofiia.redb")).map_err(|e| e.to_string())?;
+    let actions = [
+        Action::ChatSend,
+        Action::ChatReply,
+        Action::ChatUpdate,
+        Action::ChatCreate,
+    ];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_millis() as u64;
+    let mut written = 0;
+    while written < events {
+        let batch: Vec<_> = (written..(written + 10_000).min(events))
+            .map(|n| {
+                let ctx = Context {
+                    actor: Actor {
+                        kind: sofiia_console::domain::audit::ActorKind::Key,
+                        id: format!("seed{:08}", n % 100),
+                        role: Some(sofiia_console::domain::role::Role::Operator),
+                    },
+                    request_id: Some(format!("seed-{n}")),
+                    client_ip: Some("10.0.0.1".into()),
+                };
+                ctx.draft(
+                    now - events + n,
+                    actions[(n % 4) as usize],
+                    Target::new("chat", &format!("chat-{}", n % 1000)),
+                    Outcome::Ok,
+                )
+                .detail("seq", n)
+            })
+            .collect();
+        written += batch.len() as u64;
+        store.append_audit(batch).await.map_err(|e| e.to_string())?;
+    }
+    drop(store);
+    writer.join();
+    eprintln!("seeded {written} audit events");
+    Ok(())
+}
