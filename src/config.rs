@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::rate::Limit;
+
 /// The packaged configuration file, read when it exists and no `--config` is given.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/sofiia-console/config.toml";
 const ENV_PREFIX: &str = "SOFIIA_";
@@ -34,7 +36,30 @@ pub struct Config {
     pub require_idempotency_key: bool,
     pub auto_create_chats: bool,
     pub idempotency: IdempotencyConfig,
+    pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub chat: Limit,
+    pub operator: Limit,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            chat: Limit {
+                per_minute: 30,
+                burst: 10,
+            },
+            operator: Limit {
+                per_minute: 120,
+                burst: 30,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +85,7 @@ impl Default for Config {
             require_idempotency_key: false,
             auto_create_chats: true,
             idempotency: IdempotencyConfig::default(),
+            rate_limit: RateLimitConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -182,6 +208,23 @@ impl Config {
                 "log.level",
                 "must be a level (error, warn, info, debug, trace) or a tracing filter directive",
             ));
+        }
+        for (name, limit) in [
+            ("rate_limit.chat", self.rate_limit.chat),
+            ("rate_limit.operator", self.rate_limit.operator),
+        ] {
+            if !(1..=600_000).contains(&limit.per_minute) {
+                return Err(invalid(
+                    &format!("{name}.per_minute"),
+                    "must be between 1 and 600000",
+                ));
+            }
+            if !(1..=1_000_000).contains(&limit.burst) {
+                return Err(invalid(
+                    &format!("{name}.burst"),
+                    "must be between 1 and 1000000",
+                ));
+            }
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));

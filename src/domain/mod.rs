@@ -10,6 +10,7 @@ pub mod cursor;
 pub mod idempotency;
 pub mod message;
 pub mod principal;
+pub mod rate;
 pub mod role;
 pub mod send;
 pub mod slug;

@@ -14,8 +14,13 @@ use axum::response::{IntoResponse, Response};
 use crate::domain::audit::Actor;
 use crate::service::ServiceError;
 
+/// A refused or failed request. Boxed: errors travel through every handler's `Result`, and the
+/// common `Ok` path should not pay for their size.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Parts>);
+
+#[derive(Debug)]
+struct Parts {
     status: StatusCode,
     payload: ErrorPayload,
     retry_after: Option<Duration>,
@@ -31,6 +36,8 @@ pub struct DeniedActor(pub Actor);
 pub struct ErrorPayload {
     pub code: &'static str,
     pub message: Cow<'static, str>,
+    /// Machine-readable facts beside `code` (e.g. `scope`, `retry_after_ms`).
+    pub fields: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -39,15 +46,22 @@ impl ApiError {
         code: &'static str,
         message: impl Into<Cow<'static, str>>,
     ) -> Self {
-        Self {
+        Self(Box::new(Parts {
             status,
             payload: ErrorPayload {
                 code,
                 message: message.into(),
+                fields: Vec::new(),
             },
             retry_after: None,
             denied: None,
-        }
+        }))
+    }
+
+    /// Adds a field to the error object beside `code` and `message`.
+    pub fn with_field(mut self, name: &'static str, value: impl Into<serde_json::Value>) -> Self {
+        self.0.payload.fields.push((name, value.into()));
+        self
     }
 
     pub fn unauthorized() -> Self {
@@ -65,7 +79,7 @@ impl ApiError {
             "forbidden",
             "this key's role does not allow this action",
         );
-        error.denied = Some(actor);
+        error.0.denied = Some(actor);
         error
     }
 
@@ -77,8 +91,8 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    fn with_retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = Some(after);
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.0.retry_after = Some(after);
         self
     }
 }
@@ -106,20 +120,27 @@ pub fn payload_for_status(status: StatusCode) -> ErrorPayload {
     ErrorPayload {
         code,
         message: Cow::Borrowed(message),
+        fields: Vec::new(),
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = self.status.into_response();
-        if let Some(after) = self.retry_after {
+        let Parts {
+            status,
+            payload,
+            retry_after,
+            denied,
+        } = *self.0;
+        let mut response = status.into_response();
+        if let Some(after) = retry_after {
             let seconds = after.as_millis().div_ceil(1000).max(1);
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
         }
-        response.extensions_mut().insert(self.payload);
-        if let Some(actor) = self.denied {
+        response.extensions_mut().insert(payload);
+        if let Some(actor) = denied {
             response.extensions_mut().insert(DeniedActor(actor));
         }
         response
@@ -147,7 +168,22 @@ impl From<ServiceError> for ApiError {
                 error.to_string(),
             )
             .with_retry_after(retry_after),
-            ServiceError::IdempotencyKeyMissing => Self::new(
+            ServiceError::RateLimited {
+                scope,
+                retry_after_ms,
+                ..
+            } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "too many sends for this {}; retry after {retry_after_ms} ms",
+                    scope.as_str()
+                ),
+            )
+            .with_field("scope", scope.as_str())
+            .with_field("retry_after_ms", retry_after_ms)
+            .with_retry_after(Duration::from_millis(retry_after_ms)),
+            ServiceError::IdempotencyKey(_) => Self::new(
                 StatusCode::BAD_REQUEST,
                 "idempotency_key_invalid",
                 error.to_string(),

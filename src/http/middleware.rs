@@ -103,13 +103,14 @@ fn render_error(response: Response, request_id: &str) -> Response {
         None if is_json(&parts.headers) => return Response::from_parts(parts, body),
         None => payload_for_status(parts.status),
     };
-    let body = serde_json::json!({
-        "error": {
-            "code": payload.code,
-            "message": payload.message,
-            "request_id": request_id,
-        }
-    });
+    let mut error = serde_json::Map::new();
+    error.insert("code".into(), payload.code.into());
+    error.insert("message".into(), payload.message.into());
+    error.insert("request_id".into(), request_id.into());
+    for (name, value) in payload.fields {
+        error.insert(name.into(), value);
+    }
+    let body = serde_json::json!({ "error": error });
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),

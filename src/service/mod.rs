@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::domain::rate::{Quota, Scope, SendLimits};
 use crate::store::{Store, StoreError};
 use denials::Denials;
 use inflight::Inflight;
@@ -29,6 +30,7 @@ pub struct SendSettings {
     pub auto_create_chats: bool,
     pub idempotency_ttl: Duration,
     pub idempotency_wait: Duration,
+    pub limits: SendLimits,
 }
 
 impl SendSettings {
@@ -38,6 +40,10 @@ impl SendSettings {
             auto_create_chats: config.auto_create_chats,
             idempotency_ttl: Duration::from_secs(config.idempotency.ttl_hours * 3600),
             idempotency_wait: Duration::from_millis(config.idempotency.wait_ms),
+            limits: SendLimits {
+                chat: config.rate_limit.chat,
+                operator: config.rate_limit.operator,
+            },
         }
     }
 }
@@ -92,8 +98,14 @@ pub enum ServiceError {
     IdempotencyMismatch,
     #[error("a request with this Idempotency-Key is still in progress")]
     IdempotencyInProgress { retry_after: Duration },
-    #[error("Idempotency-Key is required")]
-    IdempotencyKeyMissing,
+    #[error("the {} rate limit is exhausted", scope.as_str())]
+    RateLimited {
+        scope: Scope,
+        retry_after_ms: u64,
+        quota: Quota,
+    },
+    #[error("{0}")]
+    IdempotencyKey(String),
     #[error("storage failure: {0}")]
     Storage(#[from] StoreError),
     #[error("{0}")]

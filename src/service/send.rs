@@ -16,6 +16,7 @@ use crate::domain::audit::Context;
 use crate::domain::idempotency::{Fingerprint, IdempotencyKey, NextAction, decide};
 use crate::domain::message::{Message, validate_text};
 use crate::domain::principal::Principal;
+use crate::domain::rate::Quota;
 use crate::domain::send::DegradedReason;
 use crate::domain::slug;
 use crate::failpoints;
@@ -37,30 +38,14 @@ pub struct SendRequest {
     pub audit: Context,
 }
 
-/// The answer to a send: a status and exact body bytes, fresh or replayed.
+/// The answer to a send: a status and exact body bytes, fresh or replayed, and the sender's
+/// rate-limit standing after it.
 #[derive(Debug)]
 pub struct SendResponse {
     pub status: u16,
     pub body: Vec<u8>,
     pub replayed: bool,
-}
-
-impl SendResponse {
-    fn fresh(body: Vec<u8>) -> Self {
-        Self {
-            status: 200,
-            body,
-            replayed: false,
-        }
-    }
-
-    fn replay(status: u16, body: Vec<u8>) -> Self {
-        Self {
-            status,
-            body,
-            replayed: true,
-        }
-    }
+    pub quota: Quota,
 }
 
 impl Console {
@@ -73,7 +58,9 @@ impl Console {
         validate_text(&request.text)
             .map_err(|e| ServiceError::validation("text", e.to_string()))?;
         if request.idempotency.is_none() && self.send_settings.require_idempotency_key {
-            return Err(ServiceError::IdempotencyKeyMissing);
+            return Err(ServiceError::IdempotencyKey(
+                "Idempotency-Key is required on sends".into(),
+            ));
         }
         let Some((key, fingerprint)) = request.idempotency.clone() else {
             return self.lead(request, None).await;
@@ -82,13 +69,25 @@ impl Console {
         let deadline = Instant::now() + self.send_settings.idempotency_wait;
         loop {
             // Fast path: a finished request is answered from a read transaction.
-            let record = self
+            let now_ms = self.clock.now_ms();
+            let (record, quota) = self
                 .store
-                .idempotency_record(scope.clone(), key.clone())
+                .idempotency_record(
+                    scope.clone(),
+                    key.clone(),
+                    request.chat_id.clone(),
+                    self.send_settings.limits,
+                    now_ms,
+                )
                 .await?;
-            match decide(record.as_ref(), &fingerprint, self.clock.now_ms()) {
+            match decide(record.as_ref(), &fingerprint, now_ms) {
                 NextAction::Replay { status, body } => {
-                    return Ok(SendResponse::replay(status, body));
+                    return Ok(SendResponse {
+                        status,
+                        body,
+                        replayed: true,
+                        quota,
+                    });
                 }
                 NextAction::Mismatch => return Err(ServiceError::IdempotencyMismatch),
                 NextAction::Claim | NextAction::Resume { .. } => {}
@@ -146,19 +145,43 @@ impl Console {
                 metadata: request.metadata,
                 now_ms,
                 claim,
+                limits: self.send_settings.limits,
                 audit: request.audit.clone(),
             })
             .await?;
-        let took_over = matches!(begun, Begun::TakenOver(_));
-        let operator = match begun {
-            Begun::Stored(message) => message,
-            Begun::TakenOver(message) => {
+        let took_over = matches!(begun, Begun::TakenOver { .. });
+        let (operator, quota) = match begun {
+            Begun::Stored { message, quota } => (message, quota),
+            Begun::TakenOver { message, quota } => {
                 tracing::info!(event = "idempotency_takeover", chat_id = %request.chat_id, message_id = %message.id, "finishing a send abandoned by a previous process");
-                message
+                (message, quota)
             }
-            Begun::Replay { status, body } => return Ok(SendResponse::replay(status, body)),
+            Begun::Replay {
+                status,
+                body,
+                quota,
+            } => {
+                return Ok(SendResponse {
+                    status,
+                    body,
+                    replayed: true,
+                    quota,
+                });
+            }
             Begun::Mismatch => return Err(ServiceError::IdempotencyMismatch),
             Begun::ChatNotFound => return Err(ServiceError::NotFound("chat")),
+            Begun::RateLimited {
+                scope,
+                retry_after_ms,
+                quota,
+            } => {
+                tracing::info!(event = "rate_limited", scope = scope.as_str(), chat_id = %request.chat_id, retry_after_ms, "send refused by the rate limit");
+                return Err(ServiceError::RateLimited {
+                    scope,
+                    retry_after_ms,
+                    quota,
+                });
+            }
         };
         failpoints::pause("send.after_claim").await;
         let body = self
@@ -170,7 +193,12 @@ impl Console {
                 request.audit,
             )
             .await?;
-        Ok(SendResponse::fresh(body))
+        Ok(SendResponse {
+            status: 200,
+            body,
+            replayed: false,
+            quota,
+        })
     }
 
     /// The agent step and the second transaction. No agent node can be configured yet, so the

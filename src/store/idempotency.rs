@@ -10,7 +10,8 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use super::audit;
 use super::codec::{self, Record};
 use super::messages::{self, Draft};
-use super::tables::{CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, MESSAGES};
+use super::rate::{self, Charge};
+use super::tables::{CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, MESSAGES, RATE_WINDOWS};
 use super::{Store, StoreError, chats};
 use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::domain::chat;
@@ -18,6 +19,7 @@ use crate::domain::idempotency::{
     Fingerprint, IdempotencyKey, IdempotencyRecord, NextAction, RecordState, decide,
 };
 use crate::domain::message::{Message, MessageRole};
+use crate::domain::rate::{Quota, Scope, SendLimits};
 use crate::domain::send::{DegradedReason, degraded_body};
 
 impl Record for IdempotencyRecord {
@@ -48,23 +50,34 @@ pub struct BeginSend {
     pub metadata: Option<String>,
     pub now_ms: u64,
     pub claim: Option<Claim>,
+    pub limits: SendLimits,
     pub audit: Context,
 }
 
-/// What the first transaction found or did.
+/// What the first transaction found or did. `quota` is the rate-limit standing after it.
 #[derive(Debug)]
 pub enum Begun {
-    /// The operator message is stored (and the key, if any, claimed).
-    Stored(Message),
+    /// Admitted and charged: the operator message is stored (and the key, if any, claimed).
+    Stored { message: Message, quota: Quota },
     /// The key was claimed by a request that never finished (its process crashed); its operator
-    /// message, stored back then, is returned and nothing new is written.
-    TakenOver(Message),
-    /// The same request already finished; nothing was written.
-    Replay { status: u16, body: Vec<u8> },
+    /// message, stored back then, is returned; nothing new is written or charged.
+    TakenOver { message: Message, quota: Quota },
+    /// The same request already finished; nothing was written or charged.
+    Replay {
+        status: u16,
+        body: Vec<u8>,
+        quota: Quota,
+    },
     /// The key belongs to a different request; nothing was written.
     Mismatch,
     /// No such chat and chats are not created implicitly.
     ChatNotFound,
+    /// Over a limit; nothing was written or charged.
+    RateLimited {
+        scope: Scope,
+        retry_after_ms: u64,
+        quota: Quota,
+    },
 }
 
 /// The second transaction of a send.
@@ -82,17 +95,21 @@ pub struct FinishSend {
 }
 
 impl Store {
-    /// The record under `(scope, key)`, read without the writer (the replay fast path).
+    /// The record under `(scope, key)` and the sender's rate-limit standing, read without the
+    /// writer (the replay fast path).
     pub async fn idempotency_record(
         &self,
         scope: String,
         key: IdempotencyKey,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        chat_id: String,
+        limits: SendLimits,
+        now_ms: u64,
+    ) -> Result<(Option<IdempotencyRecord>, Quota), StoreError> {
         self.read(move |txn| {
-            txn.open_table(IDEMPOTENCY)?
-                .get((scope.as_str(), key.as_str()))?
-                .map(|raw| codec::decode(raw.value()))
-                .transpose()
+            let record = load_record(&txn.open_table(IDEMPOTENCY)?, &scope, &key)?;
+            let windows = txn.open_table(RATE_WINDOWS)?;
+            let quota = rate::standing(&windows, &limits, &chat_id, &scope, now_ms)?;
+            Ok((record, quota))
         })
         .await
     }
@@ -123,18 +140,45 @@ fn begin(txn: &WriteTransaction, send: BeginSend) -> Result<Begun, StoreError> {
                     .ok_or_else(|| {
                         StoreError::Corrupt("in-progress record names a missing message".into())
                     })?;
-                return Ok(Begun::TakenOver(operator));
+                return Ok(Begun::TakenOver {
+                    message: operator,
+                    quota: standing(txn, &send)?,
+                });
             }
-            NextAction::Replay { status, body } => return Ok(Begun::Replay { status, body }),
+            NextAction::Replay { status, body } => {
+                return Ok(Begun::Replay {
+                    status,
+                    body,
+                    quota: standing(txn, &send)?,
+                });
+            }
             NextAction::Mismatch => return Ok(Begun::Mismatch),
         }
     }
 
     let mut chats = txn.open_table(CHATS)?;
     let mut index = txn.open_table(CHAT_INDEX)?;
-    let mut chat = match chats::load(&chats, &send.chat_id)? {
+    let existing_chat = chats::load(&chats, &send.chat_id)?;
+    if existing_chat.is_none() && !send.auto_create_chat {
+        return Ok(Begun::ChatNotFound);
+    }
+    let quota = match rate::charge(txn, &send.limits, &send.chat_id, &send.author, send.now_ms)? {
+        Charge::Admitted(quota) => quota,
+        Charge::Refused {
+            scope,
+            retry_after_ms,
+            quota,
+        } => {
+            return Ok(Begun::RateLimited {
+                scope,
+                retry_after_ms,
+                quota,
+            });
+        }
+    };
+    let mut chat = match existing_chat {
         Some(chat) => chat,
-        None if send.auto_create_chat => {
+        None => {
             let chat = chat::implicit(&send.chat_id, send.now_ms);
             chats::save(&mut chats, &mut index, &chat, None)?;
             let created = send.audit.draft(
@@ -146,7 +190,6 @@ fn begin(txn: &WriteTransaction, send: BeginSend) -> Result<Begun, StoreError> {
             audit::append(txn, created.detail("implicit", true))?;
             chat
         }
-        None => return Ok(Begun::ChatNotFound),
     };
     let idempotency = if send.claim.is_some() { "new" } else { "none" };
     let sent = send
@@ -199,7 +242,19 @@ fn begin(txn: &WriteTransaction, send: BeginSend) -> Result<Begun, StoreError> {
             (),
         )?;
     }
-    Ok(Begun::Stored(message))
+    Ok(Begun::Stored { message, quota })
+}
+
+/// The sender's standing, read inside the writer without charging.
+fn standing(txn: &WriteTransaction, send: &BeginSend) -> Result<Quota, StoreError> {
+    let windows = txn.open_table(RATE_WINDOWS)?;
+    rate::standing(
+        &windows,
+        &send.limits,
+        &send.chat_id,
+        &send.author,
+        send.now_ms,
+    )
 }
 
 fn finish_op(txn: &WriteTransaction, finish: FinishSend) -> Result<Vec<u8>, StoreError> {

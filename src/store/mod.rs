@@ -10,6 +10,7 @@ pub mod codec;
 pub mod idempotency;
 pub mod keys;
 pub mod messages;
+pub mod rate;
 mod schema;
 pub mod tables;
 pub mod writer;

@@ -7,7 +7,7 @@ use redb::{Database, ReadableTable, WriteTransaction};
 
 use super::tables::{
     API_KEYS, AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET,
-    CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, MESSAGES, META,
+    CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, MESSAGES, META, RATE_WINDOWS,
 };
 use super::{OpenError, StoreError};
 
@@ -64,6 +64,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(IDEMPOTENCY)?;
     txn.open_table(IDEMPOTENCY_EXPIRY)?;
     txn.open_table(API_KEYS)?;
+    txn.open_table(RATE_WINDOWS)?;
     txn.open_table(AUDIT)?;
     for index in [
         AUDIT_BY_ACTOR,

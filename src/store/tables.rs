@@ -25,6 +25,9 @@ pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::n
 pub const IDEMPOTENCY_EXPIRY: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("idempotency_expiry");
 
+/// `(scope, key) → TAT` (Unix ms): the GCRA state of each rate-limited chat and operator.
+pub const RATE_WINDOWS: TableDefinition<(&str, &str), u64> = TableDefinition::new("rate_windows");
+
 /// `key id → ApiKey`.
 pub const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 

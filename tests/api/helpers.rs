@@ -363,6 +363,15 @@ fn read_admin_key(root: &Path) -> String {
 
 /// The binary run in `cwd` with a clean environment: no stray `SOFIIA_*` variable from the test
 /// process.
+/// Limits high enough that tests about other guarantees never meet them; the rate-limit tests
+/// set their own, which win because they are applied later.
+const GENEROUS_LIMITS: [(&str, &str); 4] = [
+    ("SOFIIA_RATE_LIMIT__CHAT__PER_MINUTE", "600000"),
+    ("SOFIIA_RATE_LIMIT__CHAT__BURST", "1000000"),
+    ("SOFIIA_RATE_LIMIT__OPERATOR__PER_MINUTE", "600000"),
+    ("SOFIIA_RATE_LIMIT__OPERATOR__BURST", "1000000"),
+];
+
 fn server_command(cwd: &Path, env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sofiia-console"));
     command.env_clear().current_dir(cwd).kill_on_drop(true);
@@ -371,6 +380,7 @@ fn server_command(cwd: &Path, env: &[(&str, &str)]) -> Command {
             command.env(name, value);
         }
     }
+    command.envs(GENEROUS_LIMITS);
     command.envs(env.iter().copied());
     command
 }

@@ -8,5 +8,6 @@ mod errors;
 mod health;
 mod helpers;
 mod paging;
+mod rate_limits;
 mod schema;
 mod send_idempotency;

@@ -1,0 +1,112 @@
+//! Rate windows: the GCRA state of every metered key, charged inside the send's own write
+//! transaction.
+//!
+//! Metering in the writer makes the limit exact under any concurrency (the writer is the single
+//! point every send passes, in order) and durable with the message it admits, so a restart never
+//! hands out a fresh burst and a refused request leaves nothing behind.
+
+use redb::{ReadableTable, WriteTransaction};
+
+use super::StoreError;
+use super::tables::RATE_WINDOWS;
+use crate::domain::rate::{Decision, Meter, Quota, Scope, SendLimits};
+
+/// The outcome of charging a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    Admitted(Quota),
+    Refused {
+        scope: Scope,
+        retry_after_ms: u64,
+        quota: Quota,
+    },
+}
+
+/// Charges one request to the chat's and the operator's windows, both or neither.
+pub(super) fn charge(
+    txn: &WriteTransaction,
+    limits: &SendLimits,
+    chat_id: &str,
+    operator: &str,
+    now_ms: u64,
+) -> Result<Charge, StoreError> {
+    let mut windows = txn.open_table(RATE_WINDOWS)?;
+    let chat_tat = tat(&windows, Scope::Chat, chat_id)?;
+    let operator_tat = tat(&windows, Scope::Operator, operator)?;
+    let chat = limits.chat.decide(chat_tat, now_ms);
+    let op = limits.operator.decide(operator_tat, now_ms);
+    let standing = Quota {
+        chat: Meter::of(&limits.chat, chat_tat, now_ms),
+        operator: Meter::of(&limits.operator, operator_tat, now_ms),
+    };
+    // When both refuse, the longer wait is the one after which a retry really is admitted.
+    let refusal = [(Scope::Chat, chat), (Scope::Operator, op)]
+        .into_iter()
+        .filter_map(|(scope, d)| match d {
+            Decision::Reject { retry_after_ms, .. } => Some((scope, retry_after_ms)),
+            Decision::Admit { .. } => None,
+        })
+        .max_by_key(|(_, wait)| *wait);
+    if let Some((scope, retry_after_ms)) = refusal {
+        return Ok(Charge::Refused {
+            scope,
+            retry_after_ms,
+            quota: standing,
+        });
+    }
+    let (
+        Decision::Admit {
+            tat: chat_next,
+            remaining: chat_remaining,
+            reset_ms: chat_reset,
+        },
+        Decision::Admit {
+            tat: op_next,
+            remaining: op_remaining,
+            reset_ms: op_reset,
+        },
+    ) = (chat, op)
+    else {
+        return Err(StoreError::Corrupt(
+            "rate decision neither admitted nor refused".into(),
+        ));
+    };
+    windows.insert((Scope::Chat.as_str(), chat_id), chat_next)?;
+    windows.insert((Scope::Operator.as_str(), operator), op_next)?;
+    Ok(Charge::Admitted(Quota {
+        chat: Meter {
+            remaining: chat_remaining,
+            reset_ms: chat_reset,
+        },
+        operator: Meter {
+            remaining: op_remaining,
+            reset_ms: op_reset,
+        },
+    }))
+}
+
+/// Both scopes' standing without charging (for replays, which cost nothing).
+pub(super) fn standing(
+    windows: &impl ReadableTable<(&'static str, &'static str), u64>,
+    limits: &SendLimits,
+    chat_id: &str,
+    operator: &str,
+    now_ms: u64,
+) -> Result<Quota, StoreError> {
+    Ok(Quota {
+        chat: Meter::of(&limits.chat, tat(windows, Scope::Chat, chat_id)?, now_ms),
+        operator: Meter::of(
+            &limits.operator,
+            tat(windows, Scope::Operator, operator)?,
+            now_ms,
+        ),
+    })
+}
+
+fn tat(
+    windows: &impl ReadableTable<(&'static str, &'static str), u64>,
+    scope: Scope,
+    key: &str,
+) -> Result<Option<u64>, StoreError> {
+    Ok(windows.get((scope.as_str(), key))?.map(|v| v.value()))
+}
