@@ -9,6 +9,7 @@ pub mod extract;
 pub mod middleware;
 pub mod page;
 pub mod routes;
+pub mod serve;
 
 use std::sync::Arc;
 

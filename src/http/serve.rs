@@ -1,0 +1,75 @@
+//! The accept loop: one HTTP/1.1 connection per task, with the limits axum's own `serve` does
+//! not expose — a header size cap and a header-read timeout that also closes idle keep-alive
+//! connections (so a slow-loris client holds a connection for at most that long).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+/// Largest request head (request line and headers) accepted (SPEC §5).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Connection-level limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Time a client has to send a request's headers, and the longest a keep-alive connection
+    /// may sit idle.
+    pub idle_timeout: Duration,
+    /// How long shutdown waits for open connections to finish their requests.
+    pub drain_limit: Duration,
+}
+
+/// Serves `router` on `listener` until `stop` resolves, then stops accepting and waits (at most
+/// `drain_limit`) for open connections to finish the requests they are serving.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    stop: impl Future<Output = ()>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout)
+        .max_header_size(MAX_HEADER_BYTES)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(event = "accept_failed", %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let service = router
+            .clone()
+            .map_request(move |mut request: axum::http::Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                request
+            });
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that vanishes or times out ends its own connection; nothing to report.
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.drain_limit, graceful.shutdown()).await.is_err() {
+        tracing::warn!(event = "drain_timeout", "connections still open after the drain limit");
+    }
+}
