@@ -32,10 +32,17 @@ async fn api_routes_without_credentials_are_rejected_even_from_localhost() {
         (Method::GET, "/api/chats"),
         (Method::GET, "/api/chats/anon/messages"),
         (Method::GET, "/api/admin/keys"),
+        (Method::GET, "/api/audit"),
     ] {
         let response = send(app.request(method, path)).await;
         assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
     }
+}
+
+#[tokio::test]
+async fn anonymous_send_is_rejected_and_creates_nothing() {
+    let app = spawn_app().await;
+
     let anonymous_send = send(
         app.request(Method::POST, "/api/chats/anon/send")
             .json(&hello()),

@@ -21,6 +21,8 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Guards every paging loop against a server that never stops handing out cursors.
 const MAX_PAGES: usize = 10_000;
+const POLL_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 pub const IDEMPOTENCY_REPLAYED: &str = "Idempotency-Replayed";
@@ -36,6 +38,37 @@ pub struct TestApp {
     root: TempDir,
     server: Child,
     log: Arc<Mutex<String>>,
+}
+
+/// A server that was stopped gracefully; its data dir is kept until this is dropped.
+pub struct StoppedApp {
+    root: TempDir,
+}
+
+impl StoppedApp {
+    pub fn data_dir(&self) -> PathBuf {
+        data_dir_in(self.root.path())
+    }
+
+    /// Starts a new server on the same data dir.
+    pub async fn start(self, env: &[(&str, &str)]) -> TestApp {
+        TestApp::start(self.root, env).await
+    }
+
+    /// Runs the data command `ARGS --data-dir DATA_DIR --config /dev/null` directly on the
+    /// stopped server's database file and returns its output.
+    pub async fn run_cli(&self, args: &[&str]) -> Output {
+        let mut command = server_command(self.root.path(), &[]);
+        command
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--config", "/dev/null"]);
+        tokio::time::timeout(EXIT_TIMEOUT, command.output())
+            .await
+            .unwrap_or_else(|_| panic!("sofiia-console {args:?} ran longer than {EXIT_TIMEOUT:?}"))
+            .expect("failed to run sofiia-console")
+    }
 }
 
 /// An API key created through `POST /api/admin/keys`.
@@ -121,6 +154,18 @@ impl TestApp {
     pub async fn restart_after_kill(mut self, env: &[(&str, &str)]) -> TestApp {
         self.server.kill().await.expect("failed to kill the server");
         TestApp::start(self.root, env).await
+    }
+
+    /// Stops the server gracefully (SIGTERM), asserts a clean exit and keeps its data dir.
+    pub async fn stop(mut self) -> StoppedApp {
+        let status = self.terminate().await;
+        assert!(status.success(), "exit status after SIGTERM: {status}");
+        StoppedApp { root: self.root }
+    }
+
+    /// Stops the server gracefully and starts a new one on the same data dir.
+    pub async fn restart(self, env: &[(&str, &str)]) -> TestApp {
+        self.stop().await.start(env).await
     }
 
     /// Sends SIGTERM and waits for the process to exit.
@@ -278,6 +323,21 @@ impl TestApp {
         self.all_pages(&messages_path(chat_id), &[("order", "asc")], 200)
             .await
     }
+}
+
+/// Calls `probe` until it returns `Some`, for effects the server applies in the background.
+pub async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let polling = async {
+        loop {
+            if let Some(value) = probe().await {
+                return value;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    };
+    tokio::time::timeout(POLL_TIMEOUT, polling)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not happen within {POLL_TIMEOUT:?}"))
 }
 
 /// The `id` of every item, in order.
