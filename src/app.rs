@@ -11,6 +11,8 @@ use tokio::net::TcpListener;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::domain::audit::{Action, Context, Outcome, Target};
+use crate::http::HttpPolicy;
+use crate::http::serve::ConnectionLimits;
 use crate::service::keys::Keys;
 use crate::service::{Console, SendSettings, ServiceError, denials};
 use crate::store::{OpenError, Store, WriterThread};
@@ -40,6 +42,8 @@ pub struct Application {
     listener: TcpListener,
     console: Arc<Console>,
     writer: WriterThread,
+    policy: HttpPolicy,
+    connections: ConnectionLimits,
 }
 
 impl Application {
@@ -70,10 +74,21 @@ impl Application {
             SendSettings::from_config(&config),
             config.data_dir.clone(),
         );
+        let policy = HttpPolicy {
+            cors_origins: config.cors_origins.clone(),
+            request_timeout: Duration::from_millis(config.http.request_timeout_ms),
+            max_concurrent_requests: config.http.max_concurrent_requests,
+        };
+        let connections = ConnectionLimits {
+            idle_timeout: Duration::from_millis(config.http.idle_timeout_ms),
+            drain_limit: DRAIN_LIMIT,
+        };
         Ok(Self {
             listener,
             console: Arc::new(console),
             writer,
+            policy,
+            connections,
         })
     }
 
@@ -87,6 +102,8 @@ impl Application {
             listener,
             console,
             writer,
+            policy,
+            connections,
         } = self;
         let addr = listener.local_addr()?;
         // Installed before `listening` is announced: from then on SIGTERM means "drain and stop".
@@ -100,23 +117,12 @@ impl Application {
             "listening"
         );
         let denial_windows = tokio::spawn(close_denial_windows(Arc::downgrade(&console)));
-        let (stopping_tx, stopping) = tokio::sync::oneshot::channel();
-        let app = http::router(console.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let router = http::router(console.clone(), &policy);
+        let stop = async move {
             stop.await;
             tracing::info!(event = "stopping", "stop requested; draining requests");
-            let _ = stopping_tx.send(());
-        });
-        tokio::select! {
-            served = server => served?,
-            () = async {
-                if stopping.await.is_ok() {
-                    tokio::time::sleep(DRAIN_LIMIT).await;
-                } else {
-                    std::future::pending::<()>().await;
-                }
-            } => tracing::warn!(event = "drain_timeout", "requests still running after the drain limit"),
-        }
+        };
+        http::serve::serve(listener, router, connections, stop).await;
         denial_windows.abort();
         console.flush_denials().await;
         record(&console, Action::ServiceStop).await;

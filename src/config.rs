@@ -35,9 +35,34 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     pub require_idempotency_key: bool,
     pub auto_create_chats: bool,
+    /// Origins allowed to call the API from a browser; empty denies every cross-origin request.
+    pub cors_origins: Vec<String>,
+    pub http: HttpConfig,
     pub idempotency: IdempotencyConfig,
     pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Longest a request may take before it is answered `503`.
+    pub request_timeout_ms: u64,
+    /// Time a client has to send request headers; also the longest a keep-alive connection may
+    /// sit idle.
+    pub idle_timeout_ms: u64,
+    /// Requests served at once; more are refused with `503` instead of queueing.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout_ms: 60_000,
+            idle_timeout_ms: 10_000,
+            max_concurrent_requests: 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,6 +109,8 @@ impl Default for Config {
             admin_token_file: None,
             require_idempotency_key: false,
             auto_create_chats: true,
+            cors_origins: Vec::new(),
+            http: HttpConfig::default(),
             idempotency: IdempotencyConfig::default(),
             rate_limit: RateLimitConfig::default(),
             log: LogConfig::default(),
@@ -226,6 +253,32 @@ impl Config {
                 ));
             }
         }
+        if let Some(origin) = self.cors_origins.iter().find(|o| !is_origin(o)) {
+            return Err(invalid(
+                "cors_origins",
+                &format!(
+                    "{origin:?} is not an origin: expected scheme://host[:port] such as https://console.example, without a path or wildcard"
+                ),
+            ));
+        }
+        if !(100..=3_600_000).contains(&self.http.request_timeout_ms) {
+            return Err(invalid(
+                "http.request_timeout_ms",
+                "must be between 100 and 3600000",
+            ));
+        }
+        if !(100..=3_600_000).contains(&self.http.idle_timeout_ms) {
+            return Err(invalid(
+                "http.idle_timeout_ms",
+                "must be between 100 and 3600000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.http.max_concurrent_requests) {
+            return Err(invalid(
+                "http.max_concurrent_requests",
+                "must be between 1 and 1000000",
+            ));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }
@@ -265,6 +318,20 @@ impl Config {
     pub fn admin_key_path(&self) -> PathBuf {
         self.data_dir.join("admin.key")
     }
+}
+
+/// `https://host[:port]` or `http://host[:port]`: what a browser sends as `Origin`.
+fn is_origin(text: &str) -> bool {
+    let Some(rest) = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
 }
 
 /// `SOFIIA_RATE_LIMIT__CHAT__PER_MINUTE` → `["rate_limit", "chat", "per_minute"]`.
@@ -460,6 +527,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("idempotency.ttl_hours"), "{message}");
+    }
+
+    #[test]
+    fn cors_origins_must_be_origins() {
+        let ok = load(&[("SOFIIA_CORS_ORIGINS", r#"["https://console.example:8443"]"#)]).unwrap();
+        assert_eq!(ok.cors_origins, vec!["https://console.example:8443"]);
+        for bad in [
+            r#"["*"]"#,
+            r#"["https://a.example/path"]"#,
+            r#"["console.example"]"#,
+        ] {
+            let message = load(&[("SOFIIA_CORS_ORIGINS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains("cors_origins"), "{message}");
+        }
     }
 
     #[test]

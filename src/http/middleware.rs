@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -39,6 +39,7 @@ pub async fn observe(
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
     let client_ip = client_ip(request.extensions());
+    let is_api = request.uri().path().starts_with("/api");
     let span = tracing::info_span!("request", request_id = %id);
 
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -71,6 +72,7 @@ pub async fn observe(
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    secure(response.headers_mut(), is_api);
     span.in_scope(|| {
         tracing::info!(
             event = "request",
@@ -82,6 +84,27 @@ pub async fn observe(
         );
     });
     response
+}
+
+/// Security headers on every response (SPEC §5); API responses are never cached.
+fn secure(headers: &mut HeaderMap, is_api: bool) {
+    const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if is_api {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
 }
 
 /// A client's id is echoed only when it is short visible ASCII, so it is safe in logs and headers.
@@ -119,7 +142,7 @@ fn render_error(response: Response, request_id: &str) -> Response {
     Response::from_parts(parts, Body::from(body.to_string()))
 }
 
-fn is_json(headers: &axum::http::HeaderMap) -> bool {
+fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

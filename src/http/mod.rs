@@ -6,26 +6,39 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod middleware;
 pub mod page;
 pub mod routes;
 pub mod serve;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::{delete, get, post};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::service::Console;
 use error::ApiError;
+use limits::RequestLimits;
 
 /// Largest request body accepted (SPEC §5).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub fn router(console: Arc<Console>) -> Router {
+/// How the HTTP layer protects itself, from the configuration.
+#[derive(Debug, Clone)]
+pub struct HttpPolicy {
+    pub cors_origins: Vec<String>,
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
+}
+
+pub fn router(console: Arc<Console>, policy: &HttpPolicy) -> Router {
     use routes::{audit, chats, health, keys, send};
-    Router::new()
+    let routes = Router::new()
         .route("/livez", get(health::livez))
         .route("/api/health", get(health::health))
         .route("/api/chats", get(chats::list).post(chats::create))
@@ -39,9 +52,56 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/audit/export", get(audit::export))
         .fallback(|| async { ApiError::not_found("no such resource") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(limits::refuse_oversized));
+    let routes = match cors(&policy.cors_origins) {
+        Some(layer) => routes.layer(layer),
+        None => routes,
+    };
+    let limits = Arc::new(RequestLimits::new(
+        policy.max_concurrent_requests,
+        policy.request_timeout,
+    ));
+    routes
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            limits::enforce,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             console.clone(),
             middleware::observe,
         ))
         .with_state(console)
+}
+
+/// Cross-origin access for the allow-listed origins only; with none listed there is no CORS
+/// layer at all, so browsers refuse every cross-origin call.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-api-key"),
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("x-idempotency-key"),
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([
+                HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("idempotency-replayed"),
+                HeaderName::from_static("ratelimit"),
+                HeaderName::from_static("ratelimit-policy"),
+                header::RETRY_AFTER,
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
 }

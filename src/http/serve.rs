@@ -55,13 +55,17 @@ pub async fn serve(
             },
             () = &mut stop => break,
         };
-        let service = router
-            .clone()
-            .map_request(move |mut request: axum::http::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                request
-            });
-        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let service =
+            router
+                .clone()
+                .map_request(move |mut request: axum::http::Request<Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(ConnectInfo::<SocketAddr>(peer));
+                    request
+                });
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // A client that vanishes or times out ends its own connection; nothing to report.
@@ -69,7 +73,13 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.drain_limit, graceful.shutdown()).await.is_err() {
-        tracing::warn!(event = "drain_timeout", "connections still open after the drain limit");
+    if tokio::time::timeout(limits.drain_limit, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            event = "drain_timeout",
+            "connections still open after the drain limit"
+        );
     }
 }

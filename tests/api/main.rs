@@ -6,6 +6,7 @@ mod auth;
 mod chats;
 mod crash_takeover;
 mod errors;
+mod hardening;
 mod health;
 mod helpers;
 mod paging;

@@ -1,0 +1,213 @@
+//! HTTP hardening (SPEC §5): security headers everywhere, CORS only for allow-listed origins,
+//! size limits, timeouts and a concurrency cap — each refusal a clear 4xx/5xx, never a hang.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{assert_error, send, spawn_app, spawn_app_with};
+
+const PAUSED_SENDS: (&str, &str) = ("SOFIIA_FAILPOINTS", "send.after_claim=pause");
+
+fn assert_security_headers(response: &reqwest::Response, api: bool) {
+    let headers = response.headers();
+    let csp = headers
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(csp.contains("default-src 'self'"), "CSP: {csp:?}");
+    assert!(csp.contains("frame-ancestors 'none'"), "CSP: {csp:?}");
+    assert!(!csp.contains("unsafe-inline"), "CSP: {csp:?}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(
+        headers.get("cache-control").map(|v| v.as_bytes()),
+        api.then_some(b"no-store".as_slice()),
+        "{}",
+        response.url()
+    );
+}
+
+#[tokio::test]
+async fn security_headers_are_on_every_response() {
+    let app = spawn_app().await;
+    let livez = app.get_anonymous("livez").await;
+    assert_eq!(livez.status(), StatusCode::OK);
+    assert_security_headers(&livez, false);
+
+    let api = app.get("api/chats", &app.admin_key).await;
+    assert_eq!(api.status(), StatusCode::OK);
+    assert_security_headers(&api, true);
+
+    for (response, status) in [
+        (
+            app.get_anonymous("api/chats").await,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            app.get_anonymous("api/nowhere").await,
+            StatusCode::NOT_FOUND,
+        ),
+        (app.get_anonymous("nowhere").await, StatusCode::NOT_FOUND),
+    ] {
+        assert_eq!(response.status(), status);
+        let api = response.url().path().starts_with("/api");
+        assert_security_headers(&response, api);
+    }
+}
+
+#[tokio::test]
+async fn cross_origin_requests_are_denied_unless_allow_listed() {
+    let closed = spawn_app().await;
+    let response = send(
+        closed
+            .request(Method::GET, "api/health")
+            .header("origin", "https://console.example"),
+    )
+    .await;
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    let open = spawn_app_with(&[("SOFIIA_CORS_ORIGINS", r#"["https://console.example"]"#)]).await;
+    let allowed = send(
+        open.request(Method::OPTIONS, "api/chats")
+            .header("origin", "https://console.example")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            ),
+    )
+    .await;
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://console.example"
+    );
+    let other = send(
+        open.request(Method::GET, "api/health")
+            .header("origin", "https://evil.example"),
+    )
+    .await;
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn a_one_mebibyte_body_is_refused_with_a_json_error() {
+    let app = spawn_app().await;
+    let text = "x".repeat(1024 * 1024);
+    let response = app
+        .post_send("big", &app.admin_key, None, &json!({ "text": text }))
+        .await;
+    assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    let missing = app.get("api/chats/big", &app.admin_key).await;
+    assert_eq!(
+        missing.status(),
+        StatusCode::NOT_FOUND,
+        "nothing was stored"
+    );
+}
+
+#[tokio::test]
+async fn oversized_headers_and_invalid_utf8_are_refused() {
+    let app = spawn_app().await;
+    let huge = send(
+        app.request(Method::GET, "livez")
+            .header("x-padding", "a".repeat(20 * 1024)),
+    )
+    .await;
+    assert_eq!(huge.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+
+    let invalid_utf8 = send(
+        app.request(Method::POST, "api/chats/ops/send")
+            .bearer_auth(&app.admin_key)
+            .header("content-type", "application/json")
+            .body(b"{\"text\": \"\xff\xfe\"}".to_vec()),
+    )
+    .await;
+    assert_error(invalid_utf8, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn a_slow_loris_client_is_cut_off_while_others_are_served() {
+    let app = spawn_app_with(&[("SOFIIA_HTTP__IDLE_TIMEOUT_MS", "500")]).await;
+    let addr = format!(
+        "{}:{}",
+        app.address.host_str().expect("host"),
+        app.address.port().expect("port")
+    );
+    let mut slow = TcpStream::connect(&addr).await.expect("connect");
+    slow.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    // Meanwhile an ordinary client is served.
+    assert_eq!(app.get_anonymous("livez").await.status(), StatusCode::OK);
+    // The slow client never finishes its headers; the server closes on it.
+    let mut buffer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if slow.write_all(b"X-Drip: 1\r\n").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut chunk = [0u8; 256];
+            match tokio::time::timeout(Duration::from_millis(10), slow.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => buffer.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the slow client was still connected after 5 s"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "cut off too early"
+    );
+    assert!(
+        !String::from_utf8_lossy(&buffer).contains("200 OK"),
+        "the slow request must not be served"
+    );
+}
+
+#[tokio::test]
+async fn requests_over_the_concurrency_cap_are_refused_not_queued() {
+    let app = spawn_app_with(&[PAUSED_SENDS, ("SOFIIA_HTTP__MAX_CONCURRENT_REQUESTS", "1")]).await;
+    let stuck = tokio::spawn(send(app.send_request(
+        "ops",
+        &app.admin_key,
+        &json!({ "text": "parked" }),
+    )));
+    crate::helpers::eventually("the parked send holds the only slot", async || {
+        let response = app.get_anonymous("livez").await;
+        (response.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(response)
+    })
+    .await;
+    let refused = app.get("api/chats", &app.admin_key).await;
+    assert!(refused.headers().get("retry-after").is_some());
+    assert_error(refused, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    stuck.abort();
+}
+
+#[tokio::test]
+async fn a_request_over_its_deadline_is_answered_503() {
+    let app = spawn_app_with(&[PAUSED_SENDS, ("SOFIIA_HTTP__REQUEST_TIMEOUT_MS", "300")]).await;
+    let started = Instant::now();
+    let response = app
+        .post_send("ops", &app.admin_key, None, &json!({ "text": "parked" }))
+        .await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    assert_eq!(app.get_anonymous("livez").await.status(), StatusCode::OK);
+}
