@@ -13,8 +13,7 @@ use crate::config::{Config, ConfigError};
 use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::http::HttpPolicy;
 use crate::http::serve::ConnectionLimits;
-use crate::service::keys::Keys;
-use crate::service::{Console, SendSettings, ServiceError, denials};
+use crate::service::{Console, ServiceError, denials};
 use crate::store::{OpenError, Store, WriterThread};
 use crate::{build_info, failpoints, http};
 
@@ -52,9 +51,9 @@ impl Application {
         let clock = Clock::from_env();
         prepare_data_dir(&config.data_dir)?;
         let (store, writer) = Store::open(&config.database_path())?;
-        let keys = Keys::load(store.clone(), clock, config.admin_token()?).await?;
+        let console = Console::open(store, clock, &config, config.admin_token()?).await?;
         let admin_key_path = config.admin_key_path();
-        if keys.ensure_admin(&admin_key_path).await? {
+        if console.keys.ensure_admin(&admin_key_path).await? {
             tracing::info!(
                 event = "bootstrap_admin_key",
                 path = %admin_key_path.display(),
@@ -67,13 +66,6 @@ impl Application {
                 addr: config.listen,
                 reason: e.to_string(),
             })?;
-        let console = Console::new(
-            store,
-            keys,
-            clock,
-            SendSettings::from_config(&config),
-            config.data_dir.clone(),
-        );
         let policy = HttpPolicy {
             cors_origins: config.cors_origins.clone(),
             request_timeout: Duration::from_millis(config.http.request_timeout_ms),

@@ -40,7 +40,35 @@ pub struct Config {
     pub http: HttpConfig,
     pub idempotency: IdempotencyConfig,
     pub rate_limit: RateLimitConfig,
+    pub auth: AuthConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Failed authentications from one address that lock it out…
+    pub lockout_failures: usize,
+    /// …when they fall within this many minutes, for this many minutes.
+    pub lockout_minutes: u64,
+    /// A session ends after this long without a request…
+    pub session_idle_minutes: u64,
+    /// …and after this long in any case.
+    pub session_max_hours: u64,
+    /// Marks the session cookie `Secure` (set it when a TLS proxy fronts the console).
+    pub cookie_secure: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            lockout_failures: 5,
+            lockout_minutes: 15,
+            session_idle_minutes: 30,
+            session_max_hours: 12,
+            cookie_secure: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +141,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             idempotency: IdempotencyConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            auth: AuthConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -277,6 +306,30 @@ impl Config {
             return Err(invalid(
                 "http.max_concurrent_requests",
                 "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=1_000).contains(&self.auth.lockout_failures) {
+            return Err(invalid(
+                "auth.lockout_failures",
+                "must be between 1 and 1000",
+            ));
+        }
+        if !(1..=10_080).contains(&self.auth.lockout_minutes) {
+            return Err(invalid(
+                "auth.lockout_minutes",
+                "must be between 1 and 10080 (a week)",
+            ));
+        }
+        if !(1..=10_080).contains(&self.auth.session_idle_minutes) {
+            return Err(invalid(
+                "auth.session_idle_minutes",
+                "must be between 1 and 10080",
+            ));
+        }
+        if !(1..=720).contains(&self.auth.session_max_hours) {
+            return Err(invalid(
+                "auth.session_max_hours",
+                "must be between 1 and 720",
             ));
         }
         if self.data_dir.as_os_str().is_empty() {

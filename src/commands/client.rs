@@ -10,8 +10,7 @@ use crate::cli::ClientArgs;
 use crate::clock::Clock;
 use crate::config::{Config, Flags};
 use crate::domain::audit::{Actor, Context};
-use crate::service::keys::Keys;
-use crate::service::{Console, SendSettings};
+use crate::service::Console;
 use crate::store::{OpenError, Store, WriterThread};
 
 pub enum Route {
@@ -53,17 +52,9 @@ pub async fn connect(client: &ClientArgs) -> Result<Route, String> {
         match Store::open(&config.database_path()) {
             Ok((store, writer)) => {
                 eprintln!("(directly on {})", config.database_path().display());
-                let clock = Clock::from_env();
-                let keys = Keys::load(store.clone(), clock, None)
+                let console = Console::open(store, Clock::from_env(), &config, None)
                     .await
                     .map_err(|e| e.to_string())?;
-                let console = Console::new(
-                    store,
-                    keys,
-                    clock,
-                    SendSettings::from_config(&config),
-                    config.data_dir.clone(),
-                );
                 return Ok(Route::Direct(Box::new(Offline { console, writer })));
             }
             Err(OpenError::Locked { .. }) => {}

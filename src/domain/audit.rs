@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::principal::{Credential, Principal};
+use super::principal::Principal;
 use super::role::Role;
 
 pub type Hash = [u8; 32];
@@ -75,8 +75,10 @@ impl Actor {
     }
 
     pub fn of(principal: &Principal) -> Self {
-        let kind = match principal.credential {
-            Credential::Key | Credential::AdminToken => ActorKind::Key,
+        let kind = if principal.via_session {
+            ActorKind::Session
+        } else {
+            ActorKind::Key
         };
         Self {
             kind,
@@ -97,6 +99,10 @@ pub enum Action {
     ChatUpdate,
     ChatSend,
     ChatReply,
+    AuthLogin,
+    AuthLoginFailed,
+    AuthLogout,
+    AuthLockout,
     AuthDenied,
     AuditRead,
     AuditVerify,
@@ -108,11 +114,15 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 16] = [
         Action::ChatCreate,
         Action::ChatUpdate,
         Action::ChatSend,
         Action::ChatReply,
+        Action::AuthLogin,
+        Action::AuthLoginFailed,
+        Action::AuthLogout,
+        Action::AuthLockout,
         Action::AuthDenied,
         Action::AuditRead,
         Action::AuditVerify,
@@ -129,6 +139,10 @@ impl Action {
             Action::ChatUpdate => "chat.update",
             Action::ChatSend => "chat.send",
             Action::ChatReply => "chat.reply",
+            Action::AuthLogin => "auth.login",
+            Action::AuthLoginFailed => "auth.login_failed",
+            Action::AuthLogout => "auth.logout",
+            Action::AuthLockout => "auth.lockout",
             Action::AuthDenied => "auth.denied",
             Action::AuditRead => "audit.read",
             Action::AuditVerify => "audit.verify",

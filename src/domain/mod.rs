@@ -13,4 +13,5 @@ pub mod principal;
 pub mod rate;
 pub mod role;
 pub mod send;
+pub mod session;
 pub mod slug;

@@ -1,8 +1,10 @@
 //! Who is making a request, once authenticated.
 
+use serde::{Deserialize, Serialize};
+
 use super::role::Role;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Credential {
     /// An API key from the key table.
     Key,
@@ -10,11 +12,14 @@ pub enum Credential {
     AdminToken,
 }
 
+/// An authenticated caller. A session acts as the credential it was opened with: same author,
+/// same idempotency scope, same rate limits; only the audit trail says it came through a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub credential: Credential,
     pub id: String,
     pub role: Role,
+    pub via_session: bool,
 }
 
 impl Principal {
@@ -23,6 +28,7 @@ impl Principal {
             credential: Credential::AdminToken,
             id: "admin-token".into(),
             role: Role::Admin,
+            via_session: false,
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{Extensions, HeaderMap, header};
+use axum::http::{Extensions, HeaderMap, Method, StatusCode, header};
 
 use super::error::ApiError;
 use super::middleware::RequestId;
@@ -35,22 +35,86 @@ impl Caller {
 impl FromRequestParts<Arc<Console>> for Caller {
     type Rejection = ApiError;
 
+    /// A header credential (`Authorization: Bearer` or `X-API-Key`) or, failing that, the
+    /// session cookie; a locked-out address is refused before either is looked at, and a wrong
+    /// credential counts toward its lockout.
     async fn from_request_parts(
         parts: &mut Parts,
         console: &Arc<Console>,
     ) -> Result<Self, Self::Rejection> {
-        let presented = presented_credential(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        let principal = console
-            .keys
-            .authenticate(presented)
-            .ok_or_else(ApiError::unauthorized)?;
-        let audit = Context {
-            actor: Actor::of(&principal),
-            request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()),
-            client_ip: client_ip(&parts.extensions),
+        let mut audit = anonymous_context(parts);
+        console.check_lockout(audit.client_ip.as_deref())?;
+        let principal = match presented_credential(&parts.headers) {
+            Some(presented) => console.keys.authenticate(presented),
+            None => {
+                let token = session_cookie(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+                let principal = console.authenticate_session(token);
+                if principal.is_some()
+                    && !is_safe(&parts.method)
+                    && !has_csrf_header(&parts.headers)
+                {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        "requests made with the session cookie must carry X-Requested-With: sofiia-console",
+                    ));
+                }
+                principal
+            }
         };
+        let Some(principal) = principal else {
+            console.authentication_failed(&audit).await;
+            return Err(ApiError::unauthorized());
+        };
+        audit.actor = Actor::of(&principal);
         Ok(Caller { principal, audit })
     }
+}
+
+/// The audit context of a request not (yet) authenticated: its id and address.
+pub struct Anonymous(pub Context);
+
+impl<S: Send + Sync> FromRequestParts<S> for Anonymous {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Anonymous(anonymous_context(parts)))
+    }
+}
+
+fn anonymous_context(parts: &Parts) -> Context {
+    Context {
+        actor: Actor::anonymous(),
+        request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()),
+        client_ip: client_ip(&parts.extensions),
+    }
+}
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "sofiia_session";
+const CSRF_HEADER: &str = "x-requested-with";
+const CSRF_VALUE: &str = "sofiia-console";
+
+/// The session token from the `Cookie` header, if any.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn has_csrf_header(headers: &HeaderMap) -> bool {
+    headers
+        .get(CSRF_HEADER)
+        .is_some_and(|v| v.as_bytes() == CSRF_VALUE.as_bytes())
 }
 
 /// The peer's address, as recorded in the audit trail (never used to grant anything).

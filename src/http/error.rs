@@ -183,6 +183,14 @@ impl From<ServiceError> for ApiError {
             .with_field("scope", scope.as_str())
             .with_field("retry_after_ms", retry_after_ms)
             .with_retry_after(Duration::from_millis(retry_after_ms)),
+            ServiceError::Unauthenticated => Self::unauthorized(),
+            ServiceError::Locked { retry_after } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "auth_locked",
+                "too many failed authentications from this address; retry later",
+            )
+            .with_field("retry_after_ms", retry_after.as_millis() as u64)
+            .with_retry_after(retry_after),
             ServiceError::IdempotencyKey(_) => Self::new(
                 StatusCode::BAD_REQUEST,
                 "idempotency_key_invalid",

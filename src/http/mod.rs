@@ -37,10 +37,13 @@ pub struct HttpPolicy {
 }
 
 pub fn router(console: Arc<Console>, policy: &HttpPolicy) -> Router {
-    use routes::{audit, chats, health, keys, send};
+    use routes::{audit, auth, chats, health, keys, send};
     let routes = Router::new()
         .route("/livez", get(health::livez))
         .route("/api/health", get(health::health))
+        .route("/api/auth/login", post(auth::login))
+        .route("/api/auth/logout", post(auth::logout))
+        .route("/api/auth/me", get(auth::me))
         .route("/api/chats", get(chats::list).post(chats::create))
         .route("/api/chats/{id}", get(chats::read).patch(chats::update))
         .route("/api/chats/{id}/messages", get(chats::messages))

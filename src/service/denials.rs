@@ -1,10 +1,11 @@
 //! Audit records of denied requests, aggregated so a flood cannot flood the trail.
 //!
-//! The first denial of a client address and actor within a window is recorded at once, with all
-//! its detail. Further denials of the same pair in that window are only counted; when the window
-//! closes, one summary event carries the count. So an attacker costs the trail at most two events
-//! per address and actor per window, and at most `MAX_TRACKED` pairs are tracked at a time —
-//! beyond that, denials are counted together under one overflow entry.
+//! Denials are `auth.denied` (a request refused 401/403) and `auth.login_failed`. The first
+//! denial of a client address, actor and action within a window is recorded at once, with all its
+//! detail. Further ones in that window are only counted; when the window closes, one summary
+//! event carries the count. So an attacker costs the trail at most two events per address, actor
+//! and action per window, and at most `MAX_TRACKED` of those are tracked at a time — beyond that,
+//! denials are counted together under one overflow entry.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -34,9 +35,10 @@ impl Denials {
     fn admit(&self, draft: Draft) -> Option<Draft> {
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         let pair = format!(
-            "{}|{}",
+            "{}|{}|{}",
             draft.record.client_ip.as_deref().unwrap_or("-"),
-            draft.record.actor.label()
+            draft.record.actor.label(),
+            draft.record.action.as_str()
         );
         let pair = if windows.len() >= MAX_TRACKED && !windows.contains_key(&pair) {
             OVERFLOW.to_owned()

@@ -78,6 +78,7 @@ impl Keys {
                 credential: Credential::Key,
                 id: key.id.clone(),
                 role: key.role,
+                via_session: false,
             };
             (principal, stale)
         };
@@ -85,6 +86,19 @@ impl Keys {
             self.record_use(&principal.id, now);
         }
         Some(principal)
+    }
+
+    /// The role a credential holds now, if it is still valid: sessions opened with a key end
+    /// when the key is revoked or expires.
+    pub fn current_role(&self, credential: Credential, id: &str) -> Option<Role> {
+        match credential {
+            Credential::AdminToken => self.admin_token.as_ref().map(|_| Role::Admin),
+            Credential::Key => {
+                let now = self.clock.now_ms();
+                let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
+                ring.get(id).filter(|k| k.is_active(now)).map(|k| k.role)
+            }
+        }
     }
 
     pub async fn create(

@@ -9,19 +9,23 @@ pub mod denials;
 pub mod health;
 pub mod inflight;
 pub mod keys;
+pub mod lockout;
 pub mod send;
+pub mod sessions;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::domain::rate::{Quota, Scope, SendLimits};
 use crate::store::{Store, StoreError};
 use denials::Denials;
 use inflight::Inflight;
 use keys::Keys;
+use lockout::{LockoutPolicy, Lockouts};
+use sessions::{SessionPolicy, Sessions};
 
 /// Settings of the send path, taken from the configuration once.
 #[derive(Debug, Clone)]
@@ -56,27 +60,37 @@ pub struct Console {
     data_dir: PathBuf,
     inflight: Arc<Inflight>,
     denials: Denials,
+    lockouts: Lockouts,
+    sessions: Sessions,
     started: Instant,
 }
 
 impl Console {
-    pub fn new(
+    /// Loads the state kept in memory (keys, sessions, lockouts) from `store`.
+    pub async fn open(
         store: Store,
-        keys: Keys,
         clock: Clock,
-        send_settings: SendSettings,
-        data_dir: PathBuf,
-    ) -> Self {
-        Self {
+        config: &Config,
+        admin_token: Option<Secret>,
+    ) -> Result<Self, ServiceError> {
+        let keys = Keys::load(store.clone(), clock, admin_token).await?;
+        let sessions = Sessions::load(&store, SessionPolicy::from_config(&config.auth)).await?;
+        let lockouts = Lockouts::new(
+            LockoutPolicy::from_config(&config.auth),
+            store.lockouts(clock.now_ms()).await?,
+        );
+        Ok(Self {
             store,
             keys,
             clock,
-            send_settings,
-            data_dir,
+            send_settings: SendSettings::from_config(config),
+            data_dir: config.data_dir.clone(),
             inflight: Arc::default(),
             denials: Denials::default(),
+            lockouts,
+            sessions,
             started: Instant::now(),
-        }
+        })
     }
 
     pub fn uptime(&self) -> Duration {
@@ -106,6 +120,10 @@ pub enum ServiceError {
     },
     #[error("{0}")]
     IdempotencyKey(String),
+    #[error("a valid API key is required")]
+    Unauthenticated,
+    #[error("too many failed authentications from this address")]
+    Locked { retry_after: Duration },
     #[error("storage failure: {0}")]
     Storage(#[from] StoreError),
     #[error("{0}")]

@@ -9,9 +9,11 @@ pub mod chats;
 pub mod codec;
 pub mod idempotency;
 pub mod keys;
+pub mod lockouts;
 pub mod messages;
 pub mod rate;
 mod schema;
+pub mod sessions;
 pub mod tables;
 pub mod writer;
 

@@ -7,7 +7,8 @@ use redb::{Database, ReadableTable, WriteTransaction};
 
 use super::tables::{
     API_KEYS, AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET,
-    CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, MESSAGES, META, RATE_WINDOWS,
+    CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META, RATE_WINDOWS,
+    SESSIONS,
 };
 use super::{OpenError, StoreError};
 
@@ -65,6 +66,8 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(IDEMPOTENCY_EXPIRY)?;
     txn.open_table(API_KEYS)?;
     txn.open_table(RATE_WINDOWS)?;
+    txn.open_table(LOCKOUTS)?;
+    txn.open_table(SESSIONS)?;
     txn.open_table(AUDIT)?;
     for index in [
         AUDIT_BY_ACTOR,

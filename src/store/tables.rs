@@ -28,6 +28,12 @@ pub const IDEMPOTENCY_EXPIRY: TableDefinition<(u64, &str, &str), ()> =
 /// `(scope, key) → TAT` (Unix ms): the GCRA state of each rate-limited chat and operator.
 pub const RATE_WINDOWS: TableDefinition<(&str, &str), u64> = TableDefinition::new("rate_windows");
 
+/// `client address → locked until` (Unix ms): addresses locked out of authentication.
+pub const LOCKOUTS: TableDefinition<&str, u64> = TableDefinition::new("lockouts");
+
+/// `SHA-256 of the session token → Session`: the token itself is never stored.
+pub const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+
 /// `key id → ApiKey`.
 pub const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 

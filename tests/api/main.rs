@@ -13,3 +13,4 @@ mod paging;
 mod rate_limits;
 mod schema;
 mod send_idempotency;
+mod sessions;

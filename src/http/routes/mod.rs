@@ -1,6 +1,7 @@
 //! One file per resource.
 
 pub mod audit;
+pub mod auth;
 pub mod chats;
 pub mod health;
 pub mod keys;

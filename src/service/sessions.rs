@@ -1,0 +1,213 @@
+//! Admin-page sessions: login with a key, a cookie token, idle and absolute expiry (SPEC §4).
+//!
+//! Like keys, sessions are mirrored in memory — this process writes every change — so a
+//! cookie-authenticated request costs no read transaction. Activity is written at most once a
+//! minute per session.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::config::AuthConfig;
+use crate::domain::audit::{Action, Actor, Context, Outcome, Target};
+use crate::domain::principal::Principal;
+use crate::domain::session::{Session, TokenHash, token_hash};
+use crate::store::Store;
+
+use super::{Console, ServiceError};
+
+const ACTIVITY_GRANULARITY_MS: u64 = 60_000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    pub idle: Duration,
+    pub max: Duration,
+    /// Whether the cookie is marked `Secure`.
+    pub cookie_secure: bool,
+}
+
+impl SessionPolicy {
+    pub fn from_config(auth: &AuthConfig) -> Self {
+        Self {
+            idle: Duration::from_secs(auth.session_idle_minutes * 60),
+            max: Duration::from_secs(auth.session_max_hours * 3600),
+            cookie_secure: auth.cookie_secure,
+        }
+    }
+
+    fn idle_ms(&self) -> u64 {
+        self.idle.as_millis() as u64
+    }
+}
+
+pub struct Sessions {
+    policy: SessionPolicy,
+    live: RwLock<HashMap<TokenHash, Session>>,
+}
+
+/// A session just opened: the token for the cookie, shown only now.
+pub struct Opened {
+    pub token: String,
+    pub principal: Principal,
+    pub ends_ms: u64,
+}
+
+impl Sessions {
+    pub async fn load(store: &Store, policy: SessionPolicy) -> Result<Self, ServiceError> {
+        let live = store.all_sessions().await?.into_iter().collect();
+        Ok(Self {
+            policy,
+            live: RwLock::new(live),
+        })
+    }
+}
+
+impl Console {
+    pub fn session_policy(&self) -> SessionPolicy {
+        self.sessions.policy
+    }
+
+    /// Opens a session for the holder of `presented` (an API key or the admin token). A wrong
+    /// credential counts toward the address's lockout and is recorded as `auth.login_failed`.
+    pub async fn login(&self, ctx: &Context, presented: &str) -> Result<Opened, ServiceError> {
+        let now = self.clock.now_ms();
+        let Some(principal) = self.keys.authenticate(presented) else {
+            let failed = ctx.draft(
+                now,
+                Action::AuthLoginFailed,
+                Target::new("session", "-"),
+                Outcome::Denied,
+            );
+            self.record_denial(failed);
+            self.authentication_failed(ctx).await;
+            return Err(ServiceError::Unauthenticated);
+        };
+        let mut token_bytes = [0u8; 32];
+        getrandom::fill(&mut token_bytes)
+            .map_err(|e| ServiceError::Internal(format!("no entropy for a session: {e}")))?;
+        let token = URL_SAFE_NO_PAD.encode(token_bytes);
+        let hash = token_hash(&token);
+        let session = Session {
+            credential: principal.credential,
+            credential_id: principal.id.clone(),
+            role: principal.role,
+            created_ms: now,
+            last_seen_ms: now,
+            expires_ms: now + self.sessions.policy.max.as_millis() as u64,
+        };
+        let principal = Principal {
+            via_session: true,
+            ..principal
+        };
+        let audit = Context {
+            actor: Actor::of(&principal),
+            ..ctx.clone()
+        }
+        .draft(
+            now,
+            Action::AuthLogin,
+            Target::new("session", &session_id(&hash)),
+            Outcome::Ok,
+        )
+        .detail("expires_ms", session.expires_ms);
+        self.store
+            .insert_session(hash, session.clone(), audit)
+            .await?;
+        let ends_ms = session.ends_ms(self.sessions.policy.idle_ms());
+        self.sessions
+            .live
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(hash, session);
+        Ok(Opened {
+            token,
+            principal,
+            ends_ms,
+        })
+    }
+
+    /// The principal a session token stands for, if the session and its credential are live.
+    pub fn authenticate_session(&self, token: &str) -> Option<Principal> {
+        let hash = token_hash(token);
+        let now = self.clock.now_ms();
+        let idle_ms = self.sessions.policy.idle_ms();
+        let (principal, stale) = {
+            let live = self
+                .sessions
+                .live
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            let session = live.get(&hash).filter(|s| s.is_live(now, idle_ms))?;
+            let role = self
+                .keys
+                .current_role(session.credential, &session.credential_id)?;
+            let principal = Principal {
+                credential: session.credential,
+                id: session.credential_id.clone(),
+                role,
+                via_session: true,
+            };
+            (
+                principal,
+                now - session.last_seen_ms >= ACTIVITY_GRANULARITY_MS,
+            )
+        };
+        if stale {
+            self.record_activity(hash, now);
+        }
+        Some(principal)
+    }
+
+    /// When the session behind `token` ends if nothing more happens.
+    pub fn session_ends_ms(&self, token: &str) -> Option<u64> {
+        let live = self
+            .sessions
+            .live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        live.get(&token_hash(token))
+            .map(|s| s.ends_ms(self.sessions.policy.idle_ms()))
+    }
+
+    pub async fn logout(&self, ctx: &Context, token: &str) -> Result<(), ServiceError> {
+        let hash = token_hash(token);
+        let audit = ctx.draft(
+            self.clock.now_ms(),
+            Action::AuthLogout,
+            Target::new("session", &session_id(&hash)),
+            Outcome::Ok,
+        );
+        self.sessions
+            .live
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&hash);
+        Ok(self.store.delete_session(hash, audit).await?)
+    }
+
+    fn record_activity(&self, hash: TokenHash, now: u64) {
+        if let Some(session) = self
+            .sessions
+            .live
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&hash)
+        {
+            session.last_seen_ms = now;
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.touch_session(hash, now).await {
+                tracing::warn!(event = "session_not_touched", %error, "could not record session activity");
+            }
+        });
+    }
+}
+
+/// A session's public name in the audit trail: a prefix of its token's hash.
+fn session_id(hash: &TokenHash) -> String {
+    hex::encode(&hash[..8])
+}
