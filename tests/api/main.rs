@@ -11,6 +11,7 @@ mod health;
 mod helpers;
 mod paging;
 mod rate_limits;
+mod route_table;
 mod schema;
 mod send_idempotency;
 mod sessions;
