@@ -41,7 +41,58 @@ pub struct Config {
     pub idempotency: IdempotencyConfig,
     pub rate_limit: RateLimitConfig,
     pub auth: AuthConfig,
+    pub agents: AgentsConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// Recent messages of the chat sent with each call.
+    pub context_messages: usize,
+    pub system_prompt: Option<String>,
+    /// Consecutive failures that open a node's circuit…
+    pub breaker_failures: u32,
+    /// …for this long, after which one probe call is let through.
+    pub breaker_open_seconds: u64,
+    pub nodes: Vec<NodeConfig>,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            context_messages: 20,
+            system_prompt: None,
+            breaker_failures: 3,
+            breaker_open_seconds: 30,
+            nodes: Vec::new(),
+        }
+    }
+}
+
+/// One OpenAI-compatible agent node (`[[agents.nodes]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub name: String,
+    /// Base URL; calls go to `{url}/chat/completions`.
+    pub url: String,
+    pub model: String,
+    pub api_key_file: Option<PathBuf>,
+    #[serde(default = "NodeConfig::default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "NodeConfig::default_max_rps")]
+    pub max_rps: u32,
+}
+
+impl NodeConfig {
+    fn default_timeout_ms() -> u64 {
+        30_000
+    }
+
+    fn default_max_rps() -> u32 {
+        5
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,6 +193,7 @@ impl Default for Config {
             idempotency: IdempotencyConfig::default(),
             rate_limit: RateLimitConfig::default(),
             auth: AuthConfig::default(),
+            agents: AgentsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -332,8 +384,52 @@ impl Config {
                 "must be between 1 and 720",
             ));
         }
+        self.validate_agents()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    fn validate_agents(&self) -> Result<(), ConfigError> {
+        let invalid = |key: String, reason: &str| ConfigError::Invalid {
+            key,
+            source_name: "configuration".into(),
+            reason: reason.into(),
+        };
+        let agents = &self.agents;
+        if !(1..=200).contains(&agents.context_messages) {
+            return Err(invalid("agents.context_messages".into(), "must be between 1 and 200"));
+        }
+        if !(1..=100).contains(&agents.breaker_failures) {
+            return Err(invalid("agents.breaker_failures".into(), "must be between 1 and 100"));
+        }
+        if !(1..=3600).contains(&agents.breaker_open_seconds) {
+            return Err(invalid(
+                "agents.breaker_open_seconds".into(),
+                "must be between 1 and 3600",
+            ));
+        }
+        for (i, node) in agents.nodes.iter().enumerate() {
+            let key = |field: &str| format!("agents.nodes[{i}].{field}");
+            if crate::domain::slug::validate(&node.name).is_err() {
+                return Err(invalid(key("name"), "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'"));
+            }
+            if agents.nodes[..i].iter().any(|n| n.name == node.name) {
+                return Err(invalid(key("name"), "names must be unique"));
+            }
+            if !(node.url.starts_with("http://") || node.url.starts_with("https://")) {
+                return Err(invalid(key("url"), "must be an http:// or https:// URL"));
+            }
+            if node.model.is_empty() {
+                return Err(invalid(key("model"), "must not be empty"));
+            }
+            if !(100..=600_000).contains(&node.timeout_ms) {
+                return Err(invalid(key("timeout_ms"), "must be between 100 and 600000"));
+            }
+            if !(1..=10_000).contains(&node.max_rps) {
+                return Err(invalid(key("max_rps"), "must be between 1 and 10000"));
+            }
         }
         Ok(())
     }

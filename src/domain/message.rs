@@ -27,6 +27,9 @@ pub struct Message {
     pub text: String,
     pub metadata: Option<String>,
     pub reason_code: Option<String>,
+    /// For agent replies: the node that answered and the model it named.
+    pub node: Option<String>,
+    pub model: Option<String>,
 }
 
 /// The position of a message in its chat, enough to load it again.
@@ -58,6 +61,8 @@ impl Message {
                 .as_deref()
                 .and_then(|m| serde_json::from_str::<&RawValue>(m).ok()),
             reason_code: self.reason_code.as_deref(),
+            node: self.node.as_deref(),
+            model: self.model.as_deref(),
         }
     }
 }
@@ -74,6 +79,10 @@ pub struct MessageView<'a> {
     pub metadata: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<&'a str>,
 }
 
 /// Why an operator's text was refused.
@@ -120,6 +129,8 @@ mod tests {
             text: "hi".into(),
             metadata: Some(r#"{"a":1}"#.into()),
             reason_code: None,
+            node: None,
+            model: None,
         };
         let json = serde_json::to_string(&message.view()).unwrap();
         assert_eq!(

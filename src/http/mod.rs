@@ -37,7 +37,7 @@ pub struct HttpPolicy {
 }
 
 pub fn router(console: Arc<Console>, policy: &HttpPolicy) -> Router {
-    use routes::{audit, auth, chats, health, keys, send};
+    use routes::{audit, auth, chats, events, health, keys, send};
     let routes = Router::new()
         .route("/livez", get(health::livez))
         .route("/api/health", get(health::health))
@@ -48,6 +48,7 @@ pub fn router(console: Arc<Console>, policy: &HttpPolicy) -> Router {
         .route("/api/chats/{id}", get(chats::read).patch(chats::update))
         .route("/api/chats/{id}/messages", get(chats::messages))
         .route("/api/chats/{id}/send", post(send::send))
+        .route("/api/chats/{id}/events", get(events::stream))
         .route("/api/admin/keys", get(keys::list).post(keys::create))
         .route("/api/admin/keys/{id}", delete(keys::revoke))
         .route("/api/audit", get(audit::list))

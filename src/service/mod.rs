@@ -3,9 +3,11 @@
 //! `Console` is the application state every handler receives. It owns the store, the key ring
 //! and the in-process coordination of idempotent sends; it knows nothing about HTTP.
 
+pub mod agents;
 pub mod audit;
 pub mod chats;
 pub mod denials;
+pub mod events;
 pub mod health;
 pub mod inflight;
 pub mod keys;
@@ -21,7 +23,9 @@ use crate::clock::Clock;
 use crate::config::{Config, Secret};
 use crate::domain::rate::{Quota, Scope, SendLimits};
 use crate::store::{Store, StoreError};
+use agents::Agents;
 use denials::Denials;
+use events::Events;
 use inflight::Inflight;
 use keys::Keys;
 use lockout::{LockoutPolicy, Lockouts};
@@ -57,6 +61,8 @@ pub struct Console {
     pub keys: Keys,
     pub clock: Clock,
     pub send_settings: SendSettings,
+    pub agents: Agents,
+    pub events: Events,
     data_dir: PathBuf,
     inflight: Arc<Inflight>,
     denials: Denials,
@@ -84,6 +90,9 @@ impl Console {
             keys,
             clock,
             send_settings: SendSettings::from_config(config),
+            agents: Agents::from_config(&config.agents)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?,
+            events: Events::default(),
             data_dir: config.data_dir.clone(),
             inflight: Arc::default(),
             denials: Denials::default(),

@@ -17,7 +17,7 @@ use crate::domain::idempotency::{Fingerprint, IdempotencyKey, NextAction, decide
 use crate::domain::message::{Message, validate_text};
 use crate::domain::principal::Principal;
 use crate::domain::rate::Quota;
-use crate::domain::send::DegradedReason;
+use crate::domain::send::{Answer, DegradedReason};
 use crate::domain::slug;
 use crate::failpoints;
 use crate::store::idempotency::{BeginSend, Begun, Claim, FinishSend};
@@ -183,6 +183,9 @@ impl Console {
                 });
             }
         };
+        if !took_over {
+            self.events.message_created(&request.chat_id, &operator);
+        }
         failpoints::pause("send.after_claim").await;
         let body = self
             .reply(
@@ -201,8 +204,8 @@ impl Console {
         })
     }
 
-    /// The agent step and the second transaction. No agent node can be configured yet, so the
-    /// outcome is always the degraded `llm_unconfigured`, recorded like any other outcome.
+    /// The agent step and the second transaction: ask the agent (or record why not), store the
+    /// answer and complete the key, then announce the new message.
     async fn reply(
         &self,
         chat_id: String,
@@ -211,19 +214,32 @@ impl Console {
         took_over: bool,
         audit: Context,
     ) -> Result<Vec<u8>, ServiceError> {
-        let reason = DegradedReason::LlmUnconfigured;
-        Ok(self
+        let answer = if self.agents.is_configured() {
+            let (pinned, history) = self
+                .store
+                .agent_context(chat_id.clone(), self.agents.context_messages())
+                .await?;
+            self.agents.answer(pinned.as_deref(), &history).await
+        } else {
+            Answer::Degraded(DegradedReason::LlmUnconfigured)
+        };
+        if let Answer::Degraded(reason) = &answer {
+            tracing::info!(event = "degraded", chat_id = %chat_id, reason_code = reason.code(), "send answered without a reply");
+        }
+        let finished = self
             .store
             .finish_send(FinishSend {
-                chat_id,
+                chat_id: chat_id.clone(),
                 operator,
-                reason,
-                notice_id: ulid::Ulid::generate().to_string(),
+                answer,
+                message_id: ulid::Ulid::generate().to_string(),
                 now_ms: self.clock.now_ms(),
                 completes,
                 took_over,
                 audit,
             })
-            .await?)
+            .await?;
+        self.events.message_created(&chat_id, &finished.message);
+        Ok(finished.body)
     }
 }

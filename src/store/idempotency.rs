@@ -20,7 +20,7 @@ use crate::domain::idempotency::{
 };
 use crate::domain::message::{Message, MessageRole};
 use crate::domain::rate::{Quota, Scope, SendLimits};
-use crate::domain::send::{DegradedReason, degraded_body};
+use crate::domain::send::{Answer, degraded_body, reply_body};
 
 impl Record for IdempotencyRecord {
     const VERSION: u8 = 1;
@@ -80,12 +80,22 @@ pub enum Begun {
     },
 }
 
+/// What the second transaction stored.
+#[derive(Debug)]
+pub struct Finished {
+    /// The exact response body, as the idempotency record keeps it.
+    pub body: Vec<u8>,
+    /// The agent's reply, or the system message recording the degraded outcome.
+    pub message: Message,
+}
+
 /// The second transaction of a send.
 pub struct FinishSend {
     pub chat_id: String,
     pub operator: Message,
-    pub reason: DegradedReason,
-    pub notice_id: String,
+    pub answer: Answer,
+    /// The id of the message that records the answer.
+    pub message_id: String,
     pub now_ms: u64,
     /// `(scope, key)` of the record to complete, when the send carried a key.
     pub completes: Option<(String, IdempotencyKey)>,
@@ -119,7 +129,7 @@ impl Store {
     }
 
     /// Stores the outcome and returns the response body, which a completed record replays.
-    pub async fn finish_send(&self, finish: FinishSend) -> Result<Vec<u8>, StoreError> {
+    pub async fn finish_send(&self, finish: FinishSend) -> Result<Finished, StoreError> {
         self.writer()
             .execute(move |txn| finish_op(txn, finish))
             .await
@@ -210,6 +220,8 @@ fn begin(txn: &WriteTransaction, send: BeginSend) -> Result<Begun, StoreError> {
         text: send.text,
         metadata: send.metadata,
         reason_code: None,
+        node: None,
+        model: None,
     };
     let mut messages = txn.open_table(MESSAGES)?;
     let message = messages::append(
@@ -257,20 +269,34 @@ fn standing(txn: &WriteTransaction, send: &BeginSend) -> Result<Quota, StoreErro
     )
 }
 
-fn finish_op(txn: &WriteTransaction, finish: FinishSend) -> Result<Vec<u8>, StoreError> {
+fn finish_op(txn: &WriteTransaction, finish: FinishSend) -> Result<Finished, StoreError> {
     let mut chats = txn.open_table(CHATS)?;
     let mut index = txn.open_table(CHAT_INDEX)?;
     let mut chat = chats::load(&chats, &finish.chat_id)?
         .ok_or_else(|| StoreError::Corrupt(format!("chat {} vanished mid-send", finish.chat_id)))?;
-    let draft = Draft {
-        id: finish.notice_id,
-        role: MessageRole::System,
-        author: "system".into(),
-        text: finish.reason.user_message().into(),
-        metadata: None,
-        reason_code: Some(finish.reason.code().into()),
+    let draft = match &finish.answer {
+        Answer::Reply { text, node, model } => Draft {
+            id: finish.message_id,
+            role: MessageRole::Agent,
+            author: format!("node:{node}"),
+            text: text.clone(),
+            metadata: None,
+            reason_code: None,
+            node: Some(node.clone()),
+            model: Some(model.clone()),
+        },
+        Answer::Degraded(reason) => Draft {
+            id: finish.message_id,
+            role: MessageRole::System,
+            author: "system".into(),
+            text: reason.user_message().into(),
+            metadata: None,
+            reason_code: Some(reason.code().into()),
+            node: None,
+            model: None,
+        },
     };
-    let notice = messages::append(
+    let stored = messages::append(
         &mut txn.open_table(MESSAGES)?,
         &mut chats,
         &mut index,
@@ -278,8 +304,7 @@ fn finish_op(txn: &WriteTransaction, finish: FinishSend) -> Result<Vec<u8>, Stor
         draft,
         finish.now_ms,
     )?;
-    let body = degraded_body(&finish.chat_id, &finish.operator, finish.reason, &notice);
-    let replied = finish
+    let mut replied = finish
         .audit
         .draft(
             finish.now_ms,
@@ -287,10 +312,21 @@ fn finish_op(txn: &WriteTransaction, finish: FinishSend) -> Result<Vec<u8>, Stor
             Target::new("chat", &finish.chat_id),
             Outcome::Ok,
         )
-        .detail("message_id", notice.id.as_str())
+        .detail("message_id", stored.id.as_str())
         .detail("reply_to", finish.operator.id.as_str())
-        .detail("degraded", finish.reason.code())
         .detail("took_over", finish.took_over);
+    let body = match &finish.answer {
+        Answer::Reply { node, model, .. } => {
+            replied = replied
+                .detail("node", node.as_str())
+                .detail("model", model.as_str());
+            reply_body(&finish.chat_id, &finish.operator, &stored)
+        }
+        Answer::Degraded(reason) => {
+            replied = replied.detail("degraded", reason.code());
+            degraded_body(&finish.chat_id, &finish.operator, *reason, &stored)
+        }
+    };
     audit::append(txn, replied)?;
 
     if let Some((scope, key)) = finish.completes {
@@ -304,7 +340,10 @@ fn finish_op(txn: &WriteTransaction, finish: FinishSend) -> Result<Vec<u8>, Stor
         };
         save_record(&mut records, &scope, &key, &record)?;
     }
-    Ok(body)
+    Ok(Finished {
+        body,
+        message: stored,
+    })
 }
 
 fn load_record(

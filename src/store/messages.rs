@@ -27,9 +27,38 @@ pub(super) struct Draft {
     pub text: String,
     pub metadata: Option<String>,
     pub reason_code: Option<String>,
+    pub node: Option<String>,
+    pub model: Option<String>,
 }
 
 impl Store {
+    /// What an agent call needs: the node the chat is pinned to, and its last `turns` operator
+    /// and agent messages, oldest first (system notices are not conversation).
+    pub async fn agent_context(
+        &self,
+        chat_id: String,
+        turns: usize,
+    ) -> Result<(Option<String>, Vec<Message>), StoreError> {
+        self.read(move |txn| {
+            let pinned = super::chats::load(&txn.open_table(CHATS)?, &chat_id)?.and_then(|c| c.node);
+            let table = txn.open_table(MESSAGES)?;
+            let id = chat_id.as_str();
+            let mut recent = Vec::with_capacity(turns);
+            for row in table.range((id, 0, 0)..=(id, u64::MAX, u64::MAX))?.rev() {
+                let message: Message = codec::decode(row?.1.value())?;
+                if message.role != MessageRole::System {
+                    recent.push(message);
+                    if recent.len() == turns {
+                        break;
+                    }
+                }
+            }
+            recent.reverse();
+            Ok((pinned, recent))
+        })
+        .await
+    }
+
     /// One page of a chat's messages strictly after `after` in `order`; `None` when the chat
     /// does not exist.
     pub async fn messages(
@@ -87,6 +116,8 @@ pub(super) fn append(
         text: draft.text,
         metadata: draft.metadata,
         reason_code: draft.reason_code,
+        node: draft.node,
+        model: draft.model,
     };
     messages.insert(
         (chat.id.as_str(), message.ts_ms, message.seq),

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod chats;
+pub mod events;
 pub mod health;
 pub mod keys;
 pub mod send;

@@ -1,0 +1,54 @@
+//! Live chat events for `GET /api/chats/{id}/events` (SSE), published after each commit.
+//!
+//! One broadcast channel carries every chat's `message.created` events; a subscriber filters its
+//! chat. The channel is bounded: a subscriber that falls more than `CAPACITY` events behind is
+//! dropped (its stream ends and the client reconnects) — it can never hold up a send.
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use crate::domain::message::Message;
+
+const CAPACITY: usize = 1024;
+
+/// A committed message, rendered once for every subscriber.
+#[derive(Debug, Clone)]
+pub struct ChatEvent {
+    pub chat_id: Arc<str>,
+    /// The message's `seq`: the SSE event id.
+    pub seq: u64,
+    pub json: Arc<str>,
+}
+
+pub struct Events {
+    sender: broadcast::Sender<ChatEvent>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(CAPACITY).0,
+        }
+    }
+}
+
+impl Events {
+    /// Announces a committed message. With nobody listening this costs one check.
+    pub fn message_created(&self, chat_id: &str, message: &Message) {
+        if self.sender.receiver_count() == 0 {
+            return;
+        }
+        let json = serde_json::to_string(&message.view()).unwrap_or_default();
+        // An error only means every subscriber left meanwhile.
+        let _ = self.sender.send(ChatEvent {
+            chat_id: chat_id.into(),
+            seq: message.seq,
+            json: json.into(),
+        });
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ChatEvent> {
+        self.sender.subscribe()
+    }
+}
