@@ -399,10 +399,16 @@ impl Config {
         };
         let agents = &self.agents;
         if !(1..=200).contains(&agents.context_messages) {
-            return Err(invalid("agents.context_messages".into(), "must be between 1 and 200"));
+            return Err(invalid(
+                "agents.context_messages".into(),
+                "must be between 1 and 200",
+            ));
         }
         if !(1..=100).contains(&agents.breaker_failures) {
-            return Err(invalid("agents.breaker_failures".into(), "must be between 1 and 100"));
+            return Err(invalid(
+                "agents.breaker_failures".into(),
+                "must be between 1 and 100",
+            ));
         }
         if !(1..=3600).contains(&agents.breaker_open_seconds) {
             return Err(invalid(
@@ -413,7 +419,10 @@ impl Config {
         for (i, node) in agents.nodes.iter().enumerate() {
             let key = |field: &str| format!("agents.nodes[{i}].{field}");
             if crate::domain::slug::validate(&node.name).is_err() {
-                return Err(invalid(key("name"), "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'"));
+                return Err(invalid(
+                    key("name"),
+                    "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'",
+                ));
             }
             if agents.nodes[..i].iter().any(|n| n.name == node.name) {
                 return Err(invalid(key("name"), "names must be unique"));

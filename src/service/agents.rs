@@ -68,7 +68,9 @@ impl std::fmt::Display for Failure {
             Failure::Unreachable(cause) => write!(f, "unreachable: {cause}"),
             Failure::Status(status) => write!(f, "answered HTTP {status}"),
             Failure::RateLimited => f.write_str("answered 429 (rate limited)"),
-            Failure::Malformed(cause) => write!(f, "answered something that is not a completion: {cause}"),
+            Failure::Malformed(cause) => {
+                write!(f, "answered something that is not a completion: {cause}")
+            }
         }
     }
 }
@@ -155,7 +157,11 @@ impl Agents {
             None => self.nodes.iter().collect(),
         };
         if candidates.is_empty() {
-            tracing::warn!(event = "degraded", node = pinned, "the chat is pinned to a node that is not configured");
+            tracing::warn!(
+                event = "degraded",
+                node = pinned,
+                "the chat is pinned to a node that is not configured"
+            );
             return Answer::Degraded(DegradedReason::LlmUnavailable);
         }
         let mut last_failure = None;
@@ -325,8 +331,8 @@ fn classify(error: reqwest::Error) -> Failure {
 
 /// `choices[0].message.content`, and the model the node says answered.
 fn parse_completion(bytes: &[u8], configured_model: &str) -> Result<(String, String), Failure> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| Failure::Malformed(format!("not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| Failure::Malformed(format!("not JSON: {e}")))?;
     let text = value["choices"][0]["message"]["content"]
         .as_str()
         .ok_or_else(|| Failure::Malformed("no choices[0].message.content".into()))?;
@@ -371,17 +377,26 @@ mod tests {
         assert!(node.admit(later), "the first caller after T probes");
         assert!(!node.admit(later), "only one probe at a time");
         node.failed(later, POLICY);
-        assert!(!node.admit(later + Duration::from_secs(1)), "a failed probe reopens");
+        assert!(
+            !node.admit(later + Duration::from_secs(1)),
+            "a failed probe reopens"
+        );
         let again = later + Duration::from_secs(30);
         assert!(node.admit(again));
         node.succeeded();
-        assert!(node.admit(again) && node.admit(again), "a good probe closes it");
+        assert!(
+            node.admit(again) && node.admit(again),
+            "a good probe closes it"
+        );
     }
 
     #[test]
     fn parses_completions_and_rejects_the_rest() {
         let ok = br#"{"model":"x-1","choices":[{"message":{"role":"assistant","content":"hi"}}]}"#;
-        assert_eq!(parse_completion(ok, "m").unwrap(), ("hi".into(), "x-1".into()));
+        assert_eq!(
+            parse_completion(ok, "m").unwrap(),
+            ("hi".into(), "x-1".into())
+        );
         assert!(parse_completion(b"{not json", "m").is_err());
         assert!(parse_completion(br#"{"choices":[]}"#, "m").is_err());
     }

@@ -40,7 +40,8 @@ impl Store {
         turns: usize,
     ) -> Result<(Option<String>, Vec<Message>), StoreError> {
         self.read(move |txn| {
-            let pinned = super::chats::load(&txn.open_table(CHATS)?, &chat_id)?.and_then(|c| c.node);
+            let pinned =
+                super::chats::load(&txn.open_table(CHATS)?, &chat_id)?.and_then(|c| c.node);
             let table = txn.open_table(MESSAGES)?;
             let id = chat_id.as_str();
             let mut recent = Vec::with_capacity(turns);

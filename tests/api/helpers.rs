@@ -93,6 +93,16 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     TestApp::start(root, env).await
 }
 
+/// Starts the server with a configuration file (kept for restarts) and extra environment.
+pub async fn spawn_app_with_config(toml: &str, env: &[(&str, &str)]) -> TestApp {
+    let root = tempfile::tempdir().expect("failed to create a temporary directory");
+    std::fs::write(root.path().join(CONFIG_FILE), toml).expect("failed to write the config");
+    TestApp::start(root, env).await
+}
+
+/// The configuration file a test may place beside the data dir; `serve` is given it when present.
+const CONFIG_FILE: &str = "config.toml";
+
 /// Runs `serve --data-dir DATA_DIR ARGS` when start-up is expected to fail, and returns its
 /// output. Panics if the process is still running after a few seconds.
 pub async fn serve_until_exit(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -111,9 +121,15 @@ pub async fn serve_until_exit(data_dir: &Path, args: &[&str], env: &[(&str, &str
 
 impl TestApp {
     async fn start(root: TempDir, env: &[(&str, &str)]) -> TestApp {
-        let mut server = server_command(root.path(), env)
+        let mut command = server_command(root.path(), env);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir_in(root.path()))
+            .arg(data_dir_in(root.path()));
+        let config = root.path().join(CONFIG_FILE);
+        if config.exists() {
+            command.arg("--config").arg(config);
+        }
+        let mut server = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

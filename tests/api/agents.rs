@@ -1,0 +1,365 @@
+//! Agent nodes (SPEC §8) against real HTTP servers started by the tests: failover, pinning,
+//! timeouts, errors, circuit breaking, rate limiting, the request's context, replays, takeover
+//! and live events.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode as NodeStatus;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::helpers::{TestApp, eventually, expect_json, send, spawn_app, spawn_app_with_config};
+
+/// What a fake node does with a completion request.
+#[derive(Clone)]
+enum Behaviour {
+    Reply(&'static str),
+    Status(u16),
+    Slow(Duration),
+    Malformed,
+}
+
+/// A real OpenAI-compatible HTTP server on a free port, counting and keeping its requests.
+struct FakeNode {
+    url: String,
+    behaviour: Arc<Mutex<Behaviour>>,
+    requests: Arc<Mutex<Vec<Value>>>,
+    calls: Arc<AtomicUsize>,
+}
+
+#[derive(Clone)]
+struct NodeState {
+    behaviour: Arc<Mutex<Behaviour>>,
+    requests: Arc<Mutex<Vec<Value>>>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl FakeNode {
+    async fn start(behaviour: Behaviour) -> FakeNode {
+        let state = NodeState {
+            behaviour: Arc::new(Mutex::new(behaviour)),
+            requests: Arc::default(),
+            calls: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .route("/v1/chat/completions", post(complete))
+            .with_state(state.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a node");
+        let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        FakeNode {
+            url,
+            behaviour: state.behaviour,
+            requests: state.requests,
+            calls: state.calls,
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn behave(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().expect("lock") = behaviour;
+    }
+
+    fn last_request(&self) -> Value {
+        self.requests
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .expect("a request")
+    }
+}
+
+async fn complete(State(node): State<NodeState>, Json(request): Json<Value>) -> Response {
+    node.calls.fetch_add(1, Ordering::SeqCst);
+    node.requests.lock().expect("lock").push(request);
+    let behaviour = node.behaviour.lock().expect("lock").clone();
+    match behaviour {
+        Behaviour::Reply(text) => Json(json!({
+            "model": "fake-model-1",
+            "choices": [{ "index": 0, "message": { "role": "assistant", "content": text } }]
+        }))
+        .into_response(),
+        Behaviour::Status(status) => NodeStatus::from_u16(status)
+            .expect("a status")
+            .into_response(),
+        Behaviour::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            Json(json!({ "choices": [{ "message": { "content": "too late" } }] })).into_response()
+        }
+        Behaviour::Malformed => (NodeStatus::OK, "{\"choices\": [oops").into_response(),
+    }
+}
+
+/// An address nothing listens on: connecting is refused.
+async fn dead_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    format!("http://{addr}/v1")
+}
+
+fn node(name: &str, url: &str, extra: &str) -> String {
+    format!("[[agents.nodes]]\nname = \"{name}\"\nurl = \"{url}\"\nmodel = \"m-{name}\"\n{extra}\n")
+}
+
+async fn spawn_with_nodes(agents: &str, nodes: &[String]) -> TestApp {
+    let config = format!("[agents]\n{agents}\n\n{}", nodes.concat());
+    spawn_app_with_config(&config, &[]).await
+}
+
+async fn send_ok(app: &TestApp, chat: &str, text: &str, key: Option<&str>) -> Value {
+    let response = app
+        .post_send(chat, &app.admin_key, key, &json!({ "text": text }))
+        .await;
+    expect_json(response, StatusCode::OK).await
+}
+
+fn reason(body: &Value) -> &str {
+    body["degraded"]["reason_code"].as_str().unwrap_or("none")
+}
+
+#[tokio::test]
+async fn the_second_node_answers_when_the_first_is_down() {
+    let second = FakeNode::start(Behaviour::Reply("from the second")).await;
+    let app = spawn_with_nodes(
+        "",
+        &[
+            node("first", &dead_url().await, ""),
+            node("second", &second.url, ""),
+        ],
+    )
+    .await;
+    let body = send_ok(&app, "ops", "status?", None).await;
+    assert_eq!(body["degraded"], Value::Null, "{body}");
+    assert_eq!(body["reply"]["node"], "second");
+    assert_eq!(body["reply"]["model"], "fake-model-1");
+    assert_eq!(body["reply"]["role"], "agent");
+    assert_eq!(body["reply"]["text"], "from the second");
+    let history = app.history("ops").await;
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1]["text"], "from the second");
+    assert_eq!(history[1]["node"], "second");
+}
+
+#[tokio::test]
+async fn a_pinned_chat_uses_its_node() {
+    let a = FakeNode::start(Behaviour::Reply("from a")).await;
+    let b = FakeNode::start(Behaviour::Reply("from b")).await;
+    let app = spawn_with_nodes("", &[node("a", &a.url, ""), node("b", &b.url, "")]).await;
+    let created = app
+        .post_json(
+            "/api/chats",
+            &app.admin_key,
+            &json!({ "id": "pinned", "node": "b" }),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let body = send_ok(&app, "pinned", "hello", None).await;
+    assert_eq!(body["reply"]["node"], "b");
+    assert_eq!((a.calls(), b.calls()), (0, 1));
+}
+
+#[tokio::test]
+async fn a_node_slower_than_its_timeout_is_llm_timeout() {
+    let slow = FakeNode::start(Behaviour::Slow(Duration::from_secs(3))).await;
+    let app = spawn_with_nodes("", &[node("slow", &slow.url, "timeout_ms = 300")]).await;
+    let body = send_ok(&app, "ops", "hello", None).await;
+    assert_eq!(reason(&body), "llm_timeout", "{body}");
+    assert_eq!(body["reply"], Value::Null);
+    let history = app.history("ops").await;
+    assert_eq!(history[1]["role"], "system");
+    assert_eq!(history[1]["reason_code"], "llm_timeout");
+    assert_eq!(history[1]["id"], body["degraded"]["message_id"]);
+}
+
+#[tokio::test]
+async fn server_errors_open_the_circuit_which_closes_after_its_period() {
+    let flaky = FakeNode::start(Behaviour::Status(500)).await;
+    let app = spawn_with_nodes(
+        "breaker_failures = 2\nbreaker_open_seconds = 1",
+        &[node("flaky", &flaky.url, "")],
+    )
+    .await;
+    for n in 0..2 {
+        let body = send_ok(&app, "ops", &format!("try {n}"), None).await;
+        assert_eq!(reason(&body), "llm_error", "{body}");
+    }
+    assert_eq!(flaky.calls(), 2);
+    let body = send_ok(&app, "ops", "while open", None).await;
+    assert_eq!(reason(&body), "llm_unavailable", "{body}");
+    assert_eq!(flaky.calls(), 2, "an open circuit is not called");
+
+    flaky.behave(Behaviour::Reply("recovered"));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let body = send_ok(&app, "ops", "after the period", None).await;
+    assert_eq!(body["reply"]["text"], "recovered", "{body}");
+    let body = send_ok(&app, "ops", "closed again", None).await;
+    assert_eq!(body["reply"]["text"], "recovered", "{body}");
+    assert_eq!(flaky.calls(), 4);
+}
+
+#[tokio::test]
+async fn a_busy_node_is_llm_rate_limit_and_nonsense_is_llm_error() {
+    let busy = FakeNode::start(Behaviour::Status(429)).await;
+    let app = spawn_with_nodes("", &[node("busy", &busy.url, "")]).await;
+    let body = send_ok(&app, "ops", "hello", None).await;
+    assert_eq!(reason(&body), "llm_rate_limit", "{body}");
+
+    busy.behave(Behaviour::Malformed);
+    let body = send_ok(&app, "ops", "again", None).await;
+    assert_eq!(reason(&body), "llm_error", "{body}");
+}
+
+#[tokio::test]
+async fn without_nodes_the_send_is_llm_unconfigured() {
+    let app = spawn_app().await;
+    let body = send_ok(&app, "ops", "hello", None).await;
+    assert_eq!(reason(&body), "llm_unconfigured", "{body}");
+}
+
+#[tokio::test]
+async fn the_request_carries_the_system_prompt_and_the_last_messages_in_order() {
+    let echo = FakeNode::start(Behaviour::Reply("noted")).await;
+    let app = spawn_with_nodes(
+        "context_messages = 3\nsystem_prompt = \"You are Sofiia.\"",
+        &[node("echo", &echo.url, "")],
+    )
+    .await;
+    for text in ["first", "second", "third"] {
+        send_ok(&app, "ops", text, None).await;
+    }
+    let request = echo.last_request();
+    assert_eq!(request["model"], "m-echo");
+    assert_eq!(request["stream"], false);
+    assert_eq!(
+        request["messages"],
+        json!([
+            { "role": "system", "content": "You are Sofiia." },
+            { "role": "user", "content": "second" },
+            { "role": "assistant", "content": "noted" },
+            { "role": "user", "content": "third" },
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_a_degraded_outcome_replays_it_without_calling_again() {
+    let broken = FakeNode::start(Behaviour::Status(503)).await;
+    let app = spawn_with_nodes("", &[node("broken", &broken.url, "")]).await;
+    let first = app
+        .post_send(
+            "ops",
+            &app.admin_key,
+            Some("retry-1"),
+            &json!({ "text": "hi" }),
+        )
+        .await;
+    let first_bytes = first.bytes().await.expect("body");
+    broken.behave(Behaviour::Reply("now I work"));
+    let retry = app
+        .post_send(
+            "ops",
+            &app.admin_key,
+            Some("retry-1"),
+            &json!({ "text": "hi" }),
+        )
+        .await;
+    assert_eq!(retry.headers()["idempotency-replayed"], "true");
+    assert_eq!(retry.bytes().await.expect("body"), first_bytes);
+    assert_eq!(broken.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_takeover_calls_the_agent_for_the_stored_message() {
+    let agent = FakeNode::start(Behaviour::Reply("answered after the crash")).await;
+    let config = node("agent", &agent.url, "");
+    let root_config = format!("[agents]\n\n{config}");
+    let app = spawn_app_with_config(
+        &root_config,
+        &[("SOFIIA_FAILPOINTS", "send.after_claim=pause")],
+    )
+    .await;
+    let body = json!({ "text": "survive this" });
+    let parked = tokio::spawn(send(
+        app.send_request("ops", &app.admin_key, &body)
+            .header("idempotency-key", "crash-1"),
+    ));
+    // The chat exists once the claim and the operator message are committed.
+    eventually("the operator message is durable", async || {
+        let response = app.get("api/chats/ops/messages", &app.admin_key).await;
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert_eq!(agent.calls(), 0, "the crash comes before the agent call");
+    let app = app.restart_after_kill(&[]).await;
+    parked.abort();
+    let retried = app
+        .post_send("ops", &app.admin_key, Some("crash-1"), &body)
+        .await;
+    let retried = expect_json(retried, StatusCode::OK).await;
+    assert_eq!(retried["reply"]["text"], "answered after the crash");
+    assert_eq!(agent.calls(), 1);
+    let history = app.history("ops").await;
+    let roles: Vec<&str> = history
+        .iter()
+        .map(|m| m["role"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        roles,
+        ["operator", "agent"],
+        "one operator message, one reply"
+    );
+    assert_eq!(
+        agent.last_request()["messages"][0]["content"],
+        "survive this"
+    );
+}
+
+#[tokio::test]
+async fn chat_events_stream_each_new_message() {
+    let agent = FakeNode::start(Behaviour::Reply("live reply")).await;
+    let app = spawn_with_nodes("", &[node("agent", &agent.url, "")]).await;
+    let created = app
+        .post_json("/api/chats", &app.admin_key, &json!({ "id": "live" }))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let mut events = send(
+        app.request(reqwest::Method::GET, "api/chats/live/events")
+            .bearer_auth(&app.admin_key),
+    )
+    .await;
+    assert_eq!(events.status(), StatusCode::OK);
+    assert!(
+        events.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    send_ok(&app, "live", "watch this", None).await;
+    let mut text = String::new();
+    while text.matches("event: message.created").count() < 2 {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), events.chunk())
+            .await
+            .expect("events arrive")
+            .expect("stream ok")
+            .expect("stream open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("\"text\":\"watch this\""), "{text}");
+    assert!(text.contains("\"text\":\"live reply\""), "{text}");
+    assert!(text.contains("id: 1") && text.contains("id: 2"), "{text}");
+
+    let unknown = app.get("api/chats/nowhere/events", &app.admin_key).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}
