@@ -19,7 +19,6 @@ use crate::domain::principal::Principal;
 use crate::domain::rate::Quota;
 use crate::domain::send::{Answer, DegradedReason};
 use crate::domain::slug;
-use crate::failpoints;
 use crate::store::idempotency::{BeginSend, Begun, Claim, FinishSend};
 
 use super::inflight::Turn;
@@ -134,21 +133,26 @@ impl Console {
             expires_ms: now_ms + self.send_settings.idempotency_ttl.as_millis() as u64,
         });
         let completes = claim.as_ref().map(|c| (c.scope.clone(), c.key.clone()));
-        let begun = self
-            .store
-            .begin_send(BeginSend {
-                chat_id: request.chat_id.clone(),
-                auto_create_chat: self.send_settings.auto_create_chats,
-                message_id: ulid::Ulid::generate().to_string(),
-                author: scope,
-                text: request.text,
-                metadata: request.metadata,
-                now_ms,
-                claim,
-                limits: self.send_settings.limits,
-                audit: request.audit.clone(),
-            })
-            .await?;
+        let begin = BeginSend {
+            chat_id: request.chat_id.clone(),
+            auto_create_chat: self.send_settings.auto_create_chats,
+            message_id: ulid::Ulid::generate().to_string(),
+            author: scope,
+            text: request.text,
+            metadata: request.metadata,
+            now_ms,
+            claim,
+            limits: self.send_settings.limits,
+            audit: request.audit.clone(),
+        };
+        // With no agent to call, the answer is known now and the send is one transaction.
+        let (begun, finished) = if self.agents.is_configured() {
+            (self.store.begin_send(begin).await?, None)
+        } else {
+            let answer = Answer::Degraded(DegradedReason::LlmUnconfigured);
+            let answer_id = ulid::Ulid::generate().to_string();
+            self.store.send_answered(begin, answer, answer_id).await?
+        };
         let took_over = matches!(begun, Begun::TakenOver { .. });
         let (operator, quota) = match begun {
             Begun::Stored { message, quota } => (message, quota),
@@ -186,16 +190,23 @@ impl Console {
         if !took_over {
             self.events.message_created(&request.chat_id, &operator);
         }
-        failpoints::pause("send.after_claim").await;
-        let body = self
-            .reply(
-                request.chat_id,
-                operator,
-                completes,
-                took_over,
-                request.audit,
-            )
-            .await?;
+        let body = match finished {
+            Some(finished) => {
+                self.events
+                    .message_created(&request.chat_id, &finished.message);
+                finished.body
+            }
+            None => {
+                self.reply(
+                    request.chat_id,
+                    operator,
+                    completes,
+                    took_over,
+                    request.audit,
+                )
+                .await?
+            }
+        };
         Ok(SendResponse {
             status: 200,
             body,
@@ -204,8 +215,8 @@ impl Console {
         })
     }
 
-    /// The agent step and the second transaction: ask the agent (or record why not), store the
-    /// answer and complete the key, then announce the new message.
+    /// The agent step and the second transaction: ask the agent, store its answer (or why there
+    /// is none) and complete the key, then announce the new message.
     async fn reply(
         &self,
         chat_id: String,
@@ -214,15 +225,11 @@ impl Console {
         took_over: bool,
         audit: Context,
     ) -> Result<Vec<u8>, ServiceError> {
-        let answer = if self.agents.is_configured() {
-            let (pinned, history) = self
-                .store
-                .agent_context(chat_id.clone(), self.agents.context_messages())
-                .await?;
-            self.agents.answer(pinned.as_deref(), &history).await
-        } else {
-            Answer::Degraded(DegradedReason::LlmUnconfigured)
-        };
+        let (pinned, history) = self
+            .store
+            .agent_context(chat_id.clone(), self.agents.context_messages())
+            .await?;
+        let answer = self.agents.answer(pinned.as_deref(), &history).await;
         if let Answer::Degraded(reason) = &answer {
             tracing::info!(event = "degraded", chat_id = %chat_id, reason_code = reason.code(), "send answered without a reply");
         }

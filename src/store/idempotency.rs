@@ -128,6 +128,49 @@ impl Store {
         self.writer().execute(move |txn| begin(txn, send)).await
     }
 
+    /// Both transactions of a send in one, for an answer known before the send starts (no
+    /// agent to call): with no call to wait for there is no window between claim and reply to
+    /// protect, so the claim, the message, the answer and the completed record commit together.
+    /// `Finished` is present when the send was stored (or taken over) and answered.
+    pub async fn send_answered(
+        &self,
+        send: BeginSend,
+        answer: Answer,
+        answer_id: String,
+    ) -> Result<(Begun, Option<Finished>), StoreError> {
+        self.writer()
+            .execute(move |txn| {
+                let chat_id = send.chat_id.clone();
+                let completes = send
+                    .claim
+                    .as_ref()
+                    .map(|c| (c.scope.clone(), c.key.clone()));
+                let audit = send.audit.clone();
+                let now_ms = send.now_ms;
+                let begun = begin(txn, send)?;
+                let (operator, took_over) = match &begun {
+                    Begun::Stored { message, .. } => (message.clone(), false),
+                    Begun::TakenOver { message, .. } => (message.clone(), true),
+                    _ => return Ok((begun, None)),
+                };
+                let finished = finish_op(
+                    txn,
+                    FinishSend {
+                        chat_id,
+                        operator,
+                        answer,
+                        message_id: answer_id,
+                        now_ms,
+                        completes,
+                        took_over,
+                        audit,
+                    },
+                )?;
+                Ok((begun, Some(finished)))
+            })
+            .await
+    }
+
     /// Stores the outcome and returns the response body, which a completed record replays.
     pub async fn finish_send(&self, finish: FinishSend) -> Result<Finished, StoreError> {
         self.writer()

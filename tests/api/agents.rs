@@ -2,116 +2,13 @@
 //! timeouts, errors, circuit breaking, rate limiting, the request's context, replays, takeover
 //! and live events.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode as NodeStatus;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
+use crate::fake_node::{Behaviour, FakeNode, dead_url, node};
 use crate::helpers::{TestApp, eventually, expect_json, send, spawn_app, spawn_app_with_config};
-
-/// What a fake node does with a completion request.
-#[derive(Clone)]
-enum Behaviour {
-    Reply(&'static str),
-    Status(u16),
-    Slow(Duration),
-    Malformed,
-}
-
-/// A real OpenAI-compatible HTTP server on a free port, counting and keeping its requests.
-struct FakeNode {
-    url: String,
-    behaviour: Arc<Mutex<Behaviour>>,
-    requests: Arc<Mutex<Vec<Value>>>,
-    calls: Arc<AtomicUsize>,
-}
-
-#[derive(Clone)]
-struct NodeState {
-    behaviour: Arc<Mutex<Behaviour>>,
-    requests: Arc<Mutex<Vec<Value>>>,
-    calls: Arc<AtomicUsize>,
-}
-
-impl FakeNode {
-    async fn start(behaviour: Behaviour) -> FakeNode {
-        let state = NodeState {
-            behaviour: Arc::new(Mutex::new(behaviour)),
-            requests: Arc::default(),
-            calls: Arc::default(),
-        };
-        let app = axum::Router::new()
-            .route("/v1/chat/completions", post(complete))
-            .with_state(state.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a node");
-        let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        FakeNode {
-            url,
-            behaviour: state.behaviour,
-            requests: state.requests,
-            calls: state.calls,
-        }
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    fn behave(&self, behaviour: Behaviour) {
-        *self.behaviour.lock().expect("lock") = behaviour;
-    }
-
-    fn last_request(&self) -> Value {
-        self.requests
-            .lock()
-            .expect("lock")
-            .last()
-            .cloned()
-            .expect("a request")
-    }
-}
-
-async fn complete(State(node): State<NodeState>, Json(request): Json<Value>) -> Response {
-    node.calls.fetch_add(1, Ordering::SeqCst);
-    node.requests.lock().expect("lock").push(request);
-    let behaviour = node.behaviour.lock().expect("lock").clone();
-    match behaviour {
-        Behaviour::Reply(text) => Json(json!({
-            "model": "fake-model-1",
-            "choices": [{ "index": 0, "message": { "role": "assistant", "content": text } }]
-        }))
-        .into_response(),
-        Behaviour::Status(status) => NodeStatus::from_u16(status)
-            .expect("a status")
-            .into_response(),
-        Behaviour::Slow(delay) => {
-            tokio::time::sleep(delay).await;
-            Json(json!({ "choices": [{ "message": { "content": "too late" } }] })).into_response()
-        }
-        Behaviour::Malformed => (NodeStatus::OK, "{\"choices\": [oops").into_response(),
-    }
-}
-
-/// An address nothing listens on: connecting is refused.
-async fn dead_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    drop(listener);
-    format!("http://{addr}/v1")
-}
-
-fn node(name: &str, url: &str, extra: &str) -> String {
-    format!("[[agents.nodes]]\nname = \"{name}\"\nurl = \"{url}\"\nmodel = \"m-{name}\"\n{extra}\n")
-}
 
 async fn spawn_with_nodes(agents: &str, nodes: &[String]) -> TestApp {
     let config = format!("[agents]\n{agents}\n\n{}", nodes.concat());
@@ -282,34 +179,27 @@ async fn a_retry_after_a_degraded_outcome_replays_it_without_calling_again() {
 
 #[tokio::test]
 async fn a_takeover_calls_the_agent_for_the_stored_message() {
-    let agent = FakeNode::start(Behaviour::Reply("answered after the crash")).await;
-    let config = node("agent", &agent.url, "");
-    let root_config = format!("[agents]\n\n{config}");
-    let app = spawn_app_with_config(
-        &root_config,
-        &[("SOFIIA_FAILPOINTS", "send.after_claim=pause")],
-    )
-    .await;
+    let agent = FakeNode::start(Behaviour::Slow(Duration::from_secs(60))).await;
+    let app = spawn_with_nodes("", &[node("agent", &agent.url, "timeout_ms = 120000")]).await;
     let body = json!({ "text": "survive this" });
     let parked = tokio::spawn(send(
         app.send_request("ops", &app.admin_key, &body)
             .header("idempotency-key", "crash-1"),
     ));
-    // The chat exists once the claim and the operator message are committed.
-    eventually("the operator message is durable", async || {
-        let response = app.get("api/chats/ops/messages", &app.admin_key).await;
-        (response.status() == StatusCode::OK).then_some(())
+    // The agent call is in flight: the claim and the operator message are committed.
+    eventually("the agent is being asked", async || {
+        (agent.calls() == 1).then_some(())
     })
     .await;
-    assert_eq!(agent.calls(), 0, "the crash comes before the agent call");
     let app = app.restart_after_kill(&[]).await;
     parked.abort();
+    agent.behave(Behaviour::Reply("answered after the crash"));
     let retried = app
         .post_send("ops", &app.admin_key, Some("crash-1"), &body)
         .await;
     let retried = expect_json(retried, StatusCode::OK).await;
     assert_eq!(retried["reply"]["text"], "answered after the crash");
-    assert_eq!(agent.calls(), 1);
+    assert_eq!(agent.calls(), 2, "the takeover asked the agent again");
     let history = app.history("ops").await;
     let roles: Vec<&str> = history
         .iter()
@@ -320,6 +210,7 @@ async fn a_takeover_calls_the_agent_for_the_stored_message() {
         ["operator", "agent"],
         "one operator message, one reply"
     );
+    assert_eq!(retried["message"]["id"], history[0]["id"]);
     assert_eq!(
         agent.last_request()["messages"][0]["content"],
         "survive this"

@@ -3,23 +3,25 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::fake_node::{Behaviour, FakeNode, node};
 use crate::helpers::{
     IDEMPOTENCY_KEY, assert_degraded_send, assert_history_is_one_exchange, expect_json, is_replay,
-    messages_path, spawn_app_with,
+    messages_path, spawn_app_with_config,
 };
 
 const CHAT: &str = "ops-crash";
 const KEY: &str = "crash-1";
 const TEXT: &str = "fail over to the standby";
-/// Pauses every send for ever right after the write transaction that claims the key and stores
-/// the operator's message, before the reply is stored.
-const PAUSE_AFTER_CLAIM: (&str, &str) = ("SOFIIA_FAILPOINTS", "send.after_claim=pause");
 const VISIBLE_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_interrupted_between_its_transactions_is_taken_over_after_restart() {
-    let app = spawn_app_with(&[PAUSE_AFTER_CLAIM]).await;
+    // An agent that never answers in time holds every send between its two transactions: the
+    // claim and the operator's message are committed, the reply is not.
+    let stalled = FakeNode::start(Behaviour::Slow(Duration::from_secs(60))).await;
+    let config = node("stalled", &stalled.url, "timeout_ms = 120000");
+    let app = spawn_app_with_config(&config, &[]).await;
     let body = json!({ "text": TEXT });
     let stuck = tokio::spawn(
         app.send_request(CHAT, &app.admin_key, &body)
@@ -46,6 +48,8 @@ async fn send_interrupted_between_its_transactions_is_taken_over_after_restart()
     assert_eq!(acknowledged["role"], "operator");
     assert!(!stuck.is_finished(), "the paused send answered");
 
+    // The restarted service has no agent, so the takeover's answer is `llm_unconfigured`.
+    app.remove_config();
     let app = app.restart_after_kill(&[]).await;
     assert!(
         stuck.await.expect("send task").is_err(),

@@ -8,9 +8,16 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{assert_error, send, spawn_app, spawn_app_with};
+use crate::fake_node::{Behaviour, FakeNode, node};
+use crate::helpers::{assert_error, send, spawn_app, spawn_app_with, spawn_app_with_config};
 
-const PAUSED_SENDS: (&str, &str) = ("SOFIIA_FAILPOINTS", "send.after_claim=pause");
+/// A service whose sends wait a minute on a stalled agent.
+async fn spawn_with_stalled_agent(env: &[(&str, &str)]) -> (FakeNode, crate::helpers::TestApp) {
+    let stalled = FakeNode::start(Behaviour::Slow(Duration::from_secs(60))).await;
+    let config = node("stalled", &stalled.url, "timeout_ms = 120000");
+    let app = spawn_app_with_config(&config, env).await;
+    (stalled, app)
+}
 
 fn assert_security_headers(response: &reqwest::Response, api: bool) {
     let headers = response.headers();
@@ -183,7 +190,8 @@ async fn a_slow_loris_client_is_cut_off_while_others_are_served() {
 
 #[tokio::test]
 async fn requests_over_the_concurrency_cap_are_refused_not_queued() {
-    let app = spawn_app_with(&[PAUSED_SENDS, ("SOFIIA_HTTP__MAX_CONCURRENT_REQUESTS", "1")]).await;
+    let (_stalled, app) =
+        spawn_with_stalled_agent(&[("SOFIIA_HTTP__MAX_CONCURRENT_REQUESTS", "1")]).await;
     let stuck = tokio::spawn(send(app.send_request(
         "ops",
         &app.admin_key,
@@ -202,7 +210,8 @@ async fn requests_over_the_concurrency_cap_are_refused_not_queued() {
 
 #[tokio::test]
 async fn a_request_over_its_deadline_is_answered_503() {
-    let app = spawn_app_with(&[PAUSED_SENDS, ("SOFIIA_HTTP__REQUEST_TIMEOUT_MS", "300")]).await;
+    let (_stalled, app) =
+        spawn_with_stalled_agent(&[("SOFIIA_HTTP__REQUEST_TIMEOUT_MS", "300")]).await;
     let started = Instant::now();
     let response = app
         .post_send("ops", &app.admin_key, None, &json!({ "text": "parked" }))

@@ -166,6 +166,11 @@ impl TestApp {
         }
     }
 
+    /// Deletes the configuration file, so the next restart runs on the defaults.
+    pub fn remove_config(&self) {
+        std::fs::remove_file(self.root.path().join(CONFIG_FILE)).expect("a config file to remove");
+    }
+
     /// SIGKILLs the server (no graceful shutdown) and starts a new one on the same data dir.
     pub async fn restart_after_kill(mut self, env: &[(&str, &str)]) -> TestApp {
         self.server.kill().await.expect("failed to kill the server");

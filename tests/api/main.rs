@@ -7,6 +7,7 @@ mod auth;
 mod chats;
 mod crash_takeover;
 mod errors;
+mod fake_node;
 mod hardening;
 mod health;
 mod helpers;
