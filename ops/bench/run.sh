@@ -9,6 +9,9 @@ CONNECTIONS=64
 cargo build --release --quiet
 DATA=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# The benchmark measures the durable send path, not the limiter: limits far above any rate here.
+export SOFIIA_RATE_LIMIT__CHAT__PER_MINUTE=600000 SOFIIA_RATE_LIMIT__CHAT__BURST=1000000 \
+  SOFIIA_RATE_LIMIT__OPERATOR__PER_MINUTE=600000 SOFIIA_RATE_LIMIT__OPERATOR__BURST=1000000
 ./target/release/sofiia-console serve --listen "127.0.0.1:$PORT" --data-dir "$DATA/data" \
   --config /dev/null >/dev/null 2>"$DATA/stderr" &
 SERVER=$!

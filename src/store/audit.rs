@@ -6,15 +6,13 @@
 
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
-use redb::{
-    ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction,
-};
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::codec;
 use super::tables::{
-    AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET, META,
+    AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET, META, WriteTables,
 };
 use super::{Store, StoreError};
 use crate::domain::audit::{Draft, Event, Filter, GENESIS, Hash};
@@ -62,14 +60,13 @@ pub struct Verification {
     pub reason: Option<String>,
 }
 
-/// Appends `draft` to the chain inside `txn`. Timestamps never go backwards along the chain, so
-/// `seq` order is also time order and a time range is a `seq` range.
-pub(super) fn append(txn: &WriteTransaction, draft: Draft) -> Result<Event, StoreError> {
+/// Appends `draft` to the chain inside the batch's transaction. Timestamps never go backwards
+/// along the chain, so `seq` order is also time order and a time range is a `seq` range.
+pub(super) fn append(t: &mut WriteTables<'_>, draft: Draft) -> Result<Event, StoreError> {
     if failpoints::fails("audit.append") {
         return Err(StoreError::Database("failpoint audit.append".into()));
     }
-    let mut meta = txn.open_table(META)?;
-    let head = match meta.get(HEAD_KEY)? {
+    let head = match t.meta.get(HEAD_KEY)? {
         Some(raw) => codec::decode::<Head>(raw.value())?,
         None => EMPTY_HEAD,
     };
@@ -79,24 +76,23 @@ pub(super) fn append(txn: &WriteTransaction, draft: Draft) -> Result<Event, Stor
         draft.at_ms.max(head.ts_ms),
         head.hash,
     );
-    txn.open_table(AUDIT)?
+    t.audit
         .insert(event.seq, codec::encode(&event)?.as_slice())?;
     let r = &event.record;
     let seq = event.seq;
-    txn.open_table(AUDIT_BY_ACTOR)?
+    t.audit_by_actor
         .insert((r.actor.label().as_str(), seq), ())?;
-    txn.open_table(AUDIT_BY_ACTION)?
-        .insert((r.action.as_str(), seq), ())?;
-    txn.open_table(AUDIT_BY_TARGET)?
+    t.audit_by_action.insert((r.action.as_str(), seq), ())?;
+    t.audit_by_target
         .insert((r.target.label().as_str(), seq), ())?;
-    txn.open_table(AUDIT_BY_OUTCOME)?
-        .insert((r.outcome.as_str(), seq), ())?;
+    t.audit_by_outcome.insert((r.outcome.as_str(), seq), ())?;
     let new_head = Head {
         seq,
         ts_ms: event.ts_ms,
         hash: event.hash,
     };
-    meta.insert(HEAD_KEY, codec::encode(&new_head)?.as_slice())?;
+    t.meta
+        .insert(HEAD_KEY, codec::encode(&new_head)?.as_slice())?;
     Ok(event)
 }
 
@@ -105,9 +101,9 @@ impl Store {
     /// group-committed transaction.
     pub async fn append_audit(&self, drafts: Vec<Draft>) -> Result<(), StoreError> {
         self.writer()
-            .execute(move |txn| {
+            .execute(move |t| {
                 for draft in drafts {
-                    append(txn, draft)?;
+                    append(t, draft)?;
                 }
                 Ok(())
             })

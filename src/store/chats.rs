@@ -30,14 +30,12 @@ impl Store {
         audit: Draft,
     ) -> Result<Result<Chat, ChatExists>, StoreError> {
         self.writer()
-            .execute(move |txn| {
-                let mut chats = txn.open_table(CHATS)?;
-                if chats.get(chat.id.as_str())?.is_some() {
+            .execute(move |t| {
+                if t.chats.get(chat.id.as_str())?.is_some() {
                     return Ok(Err(ChatExists));
                 }
-                let mut index = txn.open_table(CHAT_INDEX)?;
-                save(&mut chats, &mut index, &chat, None)?;
-                audit::append(txn, audit)?;
+                save(&mut t.chats, &mut t.chat_index, &chat, None)?;
+                audit::append(t, audit)?;
                 Ok(Ok(chat))
             })
             .await
@@ -51,16 +49,14 @@ impl Store {
         audit: Draft,
     ) -> Result<Option<Chat>, StoreError> {
         self.writer()
-            .execute(move |txn| {
-                let mut chats = txn.open_table(CHATS)?;
-                let Some(mut chat) = load(&chats, &id)? else {
+            .execute(move |t| {
+                let Some(mut chat) = load(&t.chats, &id)? else {
                     return Ok(None);
                 };
                 let activity = chat.activity_ms;
                 patch.apply(&mut chat);
-                let mut index = txn.open_table(CHAT_INDEX)?;
-                save(&mut chats, &mut index, &chat, Some(activity))?;
-                audit::append(txn, audit)?;
+                save(&mut t.chats, &mut t.chat_index, &chat, Some(activity))?;
+                audit::append(t, audit)?;
                 Ok(Some(chat))
             })
             .await

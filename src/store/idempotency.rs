@@ -5,13 +5,13 @@
 //! `begin_send` re-decides inside the writer with `domain::idempotency::decide`, so the record,
 //! not what a caller read a moment earlier, settles what happens to a key.
 
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, Table};
 
 use super::audit;
 use super::codec::{self, Record};
 use super::messages::{self, Draft};
 use super::rate::{self, Charge};
-use super::tables::{CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, MESSAGES, RATE_WINDOWS};
+use super::tables::{IDEMPOTENCY, RATE_WINDOWS, WriteTables};
 use super::{Store, StoreError, chats};
 use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::domain::chat;
@@ -125,7 +125,7 @@ impl Store {
     }
 
     pub async fn begin_send(&self, send: BeginSend) -> Result<Begun, StoreError> {
-        self.writer().execute(move |txn| begin(txn, send)).await
+        self.writer().execute(move |t| begin(t, send)).await
     }
 
     /// Both transactions of a send in one, for an answer known before the send starts (no
@@ -139,7 +139,7 @@ impl Store {
         answer_id: String,
     ) -> Result<(Begun, Option<Finished>), StoreError> {
         self.writer()
-            .execute(move |txn| {
+            .execute(move |t| {
                 let chat_id = send.chat_id.clone();
                 let completes = send
                     .claim
@@ -147,14 +147,14 @@ impl Store {
                     .map(|c| (c.scope.clone(), c.key.clone()));
                 let audit = send.audit.clone();
                 let now_ms = send.now_ms;
-                let begun = begin(txn, send)?;
+                let begun = begin(t, send)?;
                 let (operator, took_over) = match &begun {
                     Begun::Stored { message, .. } => (message.clone(), false),
                     Begun::TakenOver { message, .. } => (message.clone(), true),
                     _ => return Ok((begun, None)),
                 };
                 let finished = finish_op(
-                    txn,
+                    t,
                     FinishSend {
                         chat_id,
                         operator,
@@ -173,49 +173,50 @@ impl Store {
 
     /// Stores the outcome and returns the response body, which a completed record replays.
     pub async fn finish_send(&self, finish: FinishSend) -> Result<Finished, StoreError> {
-        self.writer()
-            .execute(move |txn| finish_op(txn, finish))
-            .await
+        self.writer().execute(move |t| finish_op(t, finish)).await
     }
 }
 
-fn begin(txn: &WriteTransaction, send: BeginSend) -> Result<Begun, StoreError> {
-    let mut records = txn.open_table(IDEMPOTENCY)?;
+fn begin(t: &mut WriteTables<'_>, send: BeginSend) -> Result<Begun, StoreError> {
     // A record that expired may still sit under this key; claiming replaces it.
     let mut expired = None;
     if let Some(claim) = &send.claim {
-        let existing = load_record(&records, &claim.scope, &claim.key)?;
+        let existing = load_record(&t.idempotency, &claim.scope, &claim.key)?;
         match decide(existing.as_ref(), &claim.fingerprint, send.now_ms) {
             NextAction::Claim => expired = existing,
             NextAction::Resume { message } => {
                 let chat_id = existing.map(|r| r.chat_id).unwrap_or_default();
-                let operator = messages::load(&txn.open_table(MESSAGES)?, &chat_id, message)?
-                    .ok_or_else(|| {
+                let operator =
+                    messages::load(&t.messages, &chat_id, message)?.ok_or_else(|| {
                         StoreError::Corrupt("in-progress record names a missing message".into())
                     })?;
                 return Ok(Begun::TakenOver {
                     message: operator,
-                    quota: standing(txn, &send)?,
+                    quota: standing(t, &send)?,
                 });
             }
             NextAction::Replay { status, body } => {
                 return Ok(Begun::Replay {
                     status,
                     body,
-                    quota: standing(txn, &send)?,
+                    quota: standing(t, &send)?,
                 });
             }
             NextAction::Mismatch => return Ok(Begun::Mismatch),
         }
     }
 
-    let mut chats = txn.open_table(CHATS)?;
-    let mut index = txn.open_table(CHAT_INDEX)?;
-    let existing_chat = chats::load(&chats, &send.chat_id)?;
+    let existing_chat = chats::load(&t.chats, &send.chat_id)?;
     if existing_chat.is_none() && !send.auto_create_chat {
         return Ok(Begun::ChatNotFound);
     }
-    let quota = match rate::charge(txn, &send.limits, &send.chat_id, &send.author, send.now_ms)? {
+    let quota = match rate::charge(
+        &mut t.rate_windows,
+        &send.limits,
+        &send.chat_id,
+        &send.author,
+        send.now_ms,
+    )? {
         Charge::Admitted(quota) => quota,
         Charge::Refused {
             scope,
@@ -233,14 +234,14 @@ fn begin(txn: &WriteTransaction, send: BeginSend) -> Result<Begun, StoreError> {
         Some(chat) => chat,
         None => {
             let chat = chat::implicit(&send.chat_id, send.now_ms);
-            chats::save(&mut chats, &mut index, &chat, None)?;
+            chats::save(&mut t.chats, &mut t.chat_index, &chat, None)?;
             let created = send.audit.draft(
                 send.now_ms,
                 Action::ChatCreate,
                 Target::new("chat", &chat.id),
                 Outcome::Ok,
             );
-            audit::append(txn, created.detail("implicit", true))?;
+            audit::append(t, created.detail("implicit", true))?;
             chat
         }
     };
@@ -266,21 +267,23 @@ fn begin(txn: &WriteTransaction, send: BeginSend) -> Result<Begun, StoreError> {
         node: None,
         model: None,
     };
-    let mut messages = txn.open_table(MESSAGES)?;
     let message = messages::append(
-        &mut messages,
-        &mut chats,
-        &mut index,
+        &mut t.messages,
+        &mut t.chats,
+        &mut t.chat_index,
         &mut chat,
         draft,
         send.now_ms,
     )?;
-    audit::append(txn, sent.detail("seq", message.seq))?;
+    audit::append(t, sent.detail("seq", message.seq))?;
 
     if let Some(claim) = send.claim {
-        let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
         if let Some(expired) = expired {
-            expiry.remove((expired.expires_ms, claim.scope.as_str(), claim.key.as_str()))?;
+            t.idempotency_expiry.remove((
+                expired.expires_ms,
+                claim.scope.as_str(),
+                claim.key.as_str(),
+            ))?;
         }
         let record = IdempotencyRecord {
             fingerprint: claim.fingerprint,
@@ -291,8 +294,8 @@ fn begin(txn: &WriteTransaction, send: BeginSend) -> Result<Begun, StoreError> {
                 message: message.position(),
             },
         };
-        save_record(&mut records, &claim.scope, &claim.key, &record)?;
-        expiry.insert(
+        save_record(&mut t.idempotency, &claim.scope, &claim.key, &record)?;
+        t.idempotency_expiry.insert(
             (claim.expires_ms, claim.scope.as_str(), claim.key.as_str()),
             (),
         )?;
@@ -301,10 +304,9 @@ fn begin(txn: &WriteTransaction, send: BeginSend) -> Result<Begun, StoreError> {
 }
 
 /// The sender's standing, read inside the writer without charging.
-fn standing(txn: &WriteTransaction, send: &BeginSend) -> Result<Quota, StoreError> {
-    let windows = txn.open_table(RATE_WINDOWS)?;
+fn standing(t: &WriteTables<'_>, send: &BeginSend) -> Result<Quota, StoreError> {
     rate::standing(
-        &windows,
+        &t.rate_windows,
         &send.limits,
         &send.chat_id,
         &send.author,
@@ -312,10 +314,8 @@ fn standing(txn: &WriteTransaction, send: &BeginSend) -> Result<Quota, StoreErro
     )
 }
 
-fn finish_op(txn: &WriteTransaction, finish: FinishSend) -> Result<Finished, StoreError> {
-    let mut chats = txn.open_table(CHATS)?;
-    let mut index = txn.open_table(CHAT_INDEX)?;
-    let mut chat = chats::load(&chats, &finish.chat_id)?
+fn finish_op(t: &mut WriteTables<'_>, finish: FinishSend) -> Result<Finished, StoreError> {
+    let mut chat = chats::load(&t.chats, &finish.chat_id)?
         .ok_or_else(|| StoreError::Corrupt(format!("chat {} vanished mid-send", finish.chat_id)))?;
     let draft = match &finish.answer {
         Answer::Reply { text, node, model } => Draft {
@@ -340,9 +340,9 @@ fn finish_op(txn: &WriteTransaction, finish: FinishSend) -> Result<Finished, Sto
         },
     };
     let stored = messages::append(
-        &mut txn.open_table(MESSAGES)?,
-        &mut chats,
-        &mut index,
+        &mut t.messages,
+        &mut t.chats,
+        &mut t.chat_index,
         &mut chat,
         draft,
         finish.now_ms,
@@ -370,18 +370,17 @@ fn finish_op(txn: &WriteTransaction, finish: FinishSend) -> Result<Finished, Sto
             degraded_body(&finish.chat_id, &finish.operator, *reason, &stored)
         }
     };
-    audit::append(txn, replied)?;
+    audit::append(t, replied)?;
 
     if let Some((scope, key)) = finish.completes {
-        let mut records = txn.open_table(IDEMPOTENCY)?;
-        let mut record = load_record(&records, &scope, &key)?.ok_or_else(|| {
+        let mut record = load_record(&t.idempotency, &scope, &key)?.ok_or_else(|| {
             StoreError::Corrupt("completing a send whose record is missing".into())
         })?;
         record.state = RecordState::Completed {
             status: 200,
             body: body.clone(),
         };
-        save_record(&mut records, &scope, &key, &record)?;
+        save_record(&mut t.idempotency, &scope, &key, &record)?;
     }
     Ok(Finished {
         body,

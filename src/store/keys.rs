@@ -17,10 +17,10 @@ impl Record for ApiKey {
 impl Store {
     pub async fn insert_key(&self, key: ApiKey, audit: Draft) -> Result<(), StoreError> {
         self.writer()
-            .execute(move |txn| {
-                let mut keys = txn.open_table(API_KEYS)?;
-                keys.insert(key.id.as_str(), codec::encode(&key)?.as_slice())?;
-                audit::append(txn, audit)?;
+            .execute(move |t| {
+                t.api_keys
+                    .insert(key.id.as_str(), codec::encode(&key)?.as_slice())?;
+                audit::append(t, audit)?;
                 Ok(())
             })
             .await
@@ -30,14 +30,14 @@ impl Store {
     /// key. Revoking twice keeps the first revocation time.
     pub async fn revoke_key(&self, id: String, audit: Draft) -> Result<Option<ApiKey>, StoreError> {
         self.writer()
-            .execute(move |txn| {
-                let mut keys = txn.open_table(API_KEYS)?;
-                let Some(mut key) = load(&keys, &id)? else {
+            .execute(move |t| {
+                let Some(mut key) = load(&t.api_keys, &id)? else {
                     return Ok(None);
                 };
                 key.revoked_ms.get_or_insert(audit.at_ms);
-                keys.insert(id.as_str(), codec::encode(&key)?.as_slice())?;
-                audit::append(txn, audit)?;
+                t.api_keys
+                    .insert(id.as_str(), codec::encode(&key)?.as_slice())?;
+                audit::append(t, audit)?;
                 Ok(Some(key))
             })
             .await
@@ -46,11 +46,11 @@ impl Store {
     /// Records when keys were last used. Keys that have disappeared are skipped.
     pub async fn record_key_use(&self, id: String, used_ms: u64) -> Result<(), StoreError> {
         self.writer()
-            .execute(move |txn| {
-                let mut keys = txn.open_table(API_KEYS)?;
-                if let Some(mut key) = load(&keys, &id)? {
+            .execute(move |t| {
+                if let Some(mut key) = load(&t.api_keys, &id)? {
                     key.last_used_ms = Some(used_ms);
-                    keys.insert(id.as_str(), codec::encode(&key)?.as_slice())?;
+                    t.api_keys
+                        .insert(id.as_str(), codec::encode(&key)?.as_slice())?;
                 }
                 Ok(())
             })

@@ -15,10 +15,9 @@ impl Store {
         audit: Draft,
     ) -> Result<(), StoreError> {
         self.writer()
-            .execute(move |txn| {
-                txn.open_table(LOCKOUTS)?
-                    .insert(address.as_str(), until_ms)?;
-                audit::append(txn, audit)?;
+            .execute(move |t| {
+                t.lockouts.insert(address.as_str(), until_ms)?;
+                audit::append(t, audit)?;
                 Ok(())
             })
             .await

@@ -5,10 +5,9 @@
 //! point every send passes, in order) and durable with the message it admits, so a restart never
 //! hands out a fresh burst and a refused request leaves nothing behind.
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableTable, Table};
 
 use super::StoreError;
-use super::tables::RATE_WINDOWS;
 use crate::domain::rate::{Decision, Meter, Quota, Scope, SendLimits};
 
 /// The outcome of charging a send.
@@ -24,15 +23,14 @@ pub enum Charge {
 
 /// Charges one request to the chat's and the operator's windows, both or neither.
 pub(super) fn charge(
-    txn: &WriteTransaction,
+    windows: &mut Table<'_, (&'static str, &'static str), u64>,
     limits: &SendLimits,
     chat_id: &str,
     operator: &str,
     now_ms: u64,
 ) -> Result<Charge, StoreError> {
-    let mut windows = txn.open_table(RATE_WINDOWS)?;
-    let chat_tat = tat(&windows, Scope::Chat, chat_id)?;
-    let operator_tat = tat(&windows, Scope::Operator, operator)?;
+    let chat_tat = tat(windows, Scope::Chat, chat_id)?;
+    let operator_tat = tat(windows, Scope::Operator, operator)?;
     let chat = limits.chat.decide(chat_tat, now_ms);
     let op = limits.operator.decide(operator_tat, now_ms);
     let standing = Quota {

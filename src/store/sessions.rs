@@ -21,10 +21,10 @@ impl Store {
         audit: Draft,
     ) -> Result<(), StoreError> {
         self.writer()
-            .execute(move |txn| {
-                txn.open_table(SESSIONS)?
+            .execute(move |t| {
+                t.sessions
                     .insert(hash.as_slice(), codec::encode(&session)?.as_slice())?;
-                audit::append(txn, audit)?;
+                audit::append(t, audit)?;
                 Ok(())
             })
             .await
@@ -33,9 +33,9 @@ impl Store {
     /// Ends a session, recording `audit` when there was one to end.
     pub async fn delete_session(&self, hash: TokenHash, audit: Draft) -> Result<(), StoreError> {
         self.writer()
-            .execute(move |txn| {
-                if txn.open_table(SESSIONS)?.remove(hash.as_slice())?.is_some() {
-                    audit::append(txn, audit)?;
+            .execute(move |t| {
+                if t.sessions.remove(hash.as_slice())?.is_some() {
+                    audit::append(t, audit)?;
                 }
                 Ok(())
             })
@@ -45,15 +45,16 @@ impl Store {
     /// Records activity; a session already ended is left ended.
     pub async fn touch_session(&self, hash: TokenHash, seen_ms: u64) -> Result<(), StoreError> {
         self.writer()
-            .execute(move |txn| {
-                let mut sessions = txn.open_table(SESSIONS)?;
-                let stored = sessions
+            .execute(move |t| {
+                let stored = t
+                    .sessions
                     .get(hash.as_slice())?
                     .map(|raw| codec::decode::<Session>(raw.value()))
                     .transpose()?;
                 if let Some(mut session) = stored {
                     session.last_seen_ms = seen_ms;
-                    sessions.insert(hash.as_slice(), codec::encode(&session)?.as_slice())?;
+                    t.sessions
+                        .insert(hash.as_slice(), codec::encode(&session)?.as_slice())?;
                 }
                 Ok(())
             })

@@ -16,10 +16,11 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use redb::{Database, Durability, WriteTransaction};
+use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use super::tables::WriteTables;
 
 /// Most operations applied in one transaction. Large enough to amortise an fsync over many
 /// callers, small enough that one commit never holds a caller for long.
@@ -58,7 +59,7 @@ impl Writer {
     /// transaction is durable.
     pub async fn execute<T, F>(&self, op: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteTables<'_>) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
@@ -78,7 +79,7 @@ impl Writer {
 /// A queued operation with its reply channel, type-erased for the queue.
 trait Job: Send {
     /// Applies the operation; an error means storage failed and the batch must abort.
-    fn apply(&mut self, txn: &WriteTransaction) -> Result<(), StoreError>;
+    fn apply(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StoreError>;
     /// Answers the caller with the operation's value, or with why its batch did not commit.
     fn respond(self: Box<Self>, committed: Result<(), StoreError>);
 }
@@ -91,12 +92,12 @@ struct TypedJob<F, T> {
 
 impl<F, T> Job for TypedJob<F, T>
 where
-    F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send,
+    F: FnOnce(&mut WriteTables<'_>) -> Result<T, StoreError> + Send,
     T: Send,
 {
-    fn apply(&mut self, txn: &WriteTransaction) -> Result<(), StoreError> {
+    fn apply(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StoreError> {
         let op = self.op.take().ok_or(StoreError::Unavailable)?;
-        self.value = Some(op(txn)?);
+        self.value = Some(op(tables)?);
         Ok(())
     }
 
@@ -132,11 +133,12 @@ fn commit_batch(db: &Database, batch: &mut [Box<dyn Job>]) -> Result<(), StoreEr
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)
         .map_err(|e| StoreError::Database(e.to_string()))?;
-    for job in batch.iter_mut() {
-        if let Err(error) = job.apply(&txn) {
-            txn.abort()?;
-            return Err(error);
-        }
+    let applied = WriteTables::open(&txn)
+        .map_err(StoreError::from)
+        .and_then(|mut tables| batch.iter_mut().try_for_each(|job| job.apply(&mut tables)));
+    if let Err(error) = applied {
+        txn.abort()?;
+        return Err(error);
     }
     if crate::failpoints::fails("store.commit") {
         txn.abort()?;
