@@ -15,7 +15,8 @@ use crate::http::HttpPolicy;
 use crate::http::serve::ConnectionLimits;
 use crate::service::{Console, ServiceError, denials};
 use crate::store::{OpenError, Store, WriterThread};
-use crate::{build_info, failpoints, http};
+use crate::{build_info, failpoints, http, monitoring};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// How long shutdown waits for in-flight requests before it stops waiting.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
@@ -43,6 +44,7 @@ pub struct Application {
     writer: WriterThread,
     policy: HttpPolicy,
     connections: ConnectionLimits,
+    metrics: PrometheusHandle,
 }
 
 impl Application {
@@ -75,12 +77,18 @@ impl Application {
             idle_timeout: Duration::from_millis(config.http.idle_timeout_ms),
             drain_limit: DRAIN_LIMIT,
         };
+        let metrics = monitoring::install().ok_or_else(|| {
+            StartError::Service(ServiceError::Internal(
+                "a metrics recorder is already installed".into(),
+            ))
+        })?;
         Ok(Self {
             listener,
             console: Arc::new(console),
             writer,
             policy,
             connections,
+            metrics,
         })
     }
 
@@ -96,6 +104,7 @@ impl Application {
             writer,
             policy,
             connections,
+            metrics,
         } = self;
         let addr = listener.local_addr()?;
         // Installed before `listening` is announced: from then on SIGTERM means "drain and stop".
@@ -109,7 +118,7 @@ impl Application {
             "listening"
         );
         let denial_windows = tokio::spawn(close_denial_windows(Arc::downgrade(&console)));
-        let router = http::router(console.clone(), &policy);
+        let router = http::router(console.clone(), &policy, metrics);
         let stop = async move {
             stop.await;
             tracing::info!(event = "stopping", "stop requested; draining requests");

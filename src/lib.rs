@@ -12,6 +12,7 @@ pub mod config;
 pub mod domain;
 pub mod failpoints;
 pub mod http;
+pub mod monitoring;
 pub mod service;
 pub mod store;
 pub mod telemetry;

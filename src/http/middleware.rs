@@ -13,6 +13,7 @@ use tracing::Instrument;
 use super::auth::client_ip;
 use super::error::{DeniedActor, ErrorPayload, payload_for_status};
 use crate::domain::audit::{Action, Actor, Context, Outcome, Target};
+use crate::monitoring;
 use crate::service::Console;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -73,13 +74,24 @@ pub async fn observe(
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     secure(response.headers_mut(), is_api);
+    let latency = started.elapsed();
+    let status_code = response.status().as_u16();
+    metrics::counter!(
+        monitoring::HTTP_REQUESTS,
+        "method" => method.to_string(),
+        "route" => route.clone(),
+        "status" => status_code.to_string()
+    )
+    .increment(1);
+    metrics::histogram!(monitoring::HTTP_DURATION, "route" => route.clone())
+        .record(latency.as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
             event = "request",
             method = %method,
             route = %route,
-            status = response.status().as_u16(),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            status = status_code,
+            latency_ms = latency.as_secs_f64() * 1000.0,
             "request served"
         );
     });

@@ -21,9 +21,11 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::{delete, get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::monitoring;
 use crate::service::Console;
 use error::ApiError;
 use limits::RequestLimits;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Largest request body accepted (SPEC §5).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -36,11 +38,15 @@ pub struct HttpPolicy {
     pub max_concurrent_requests: usize,
 }
 
-pub fn router(console: Arc<Console>, policy: &HttpPolicy) -> Router {
+pub fn router(console: Arc<Console>, policy: &HttpPolicy, metrics: PrometheusHandle) -> Router {
     use routes::{audit, auth, chats, events, health, keys, send};
     let routes = Router::new()
         .route("/livez", get(health::livez))
         .route("/api/health", get(health::health))
+        .route(
+            "/metrics",
+            get(move || async move { monitoring::render(&metrics) }),
+        )
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/auth/me", get(auth::me))

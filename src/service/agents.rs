@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::config::{AgentsConfig, ConfigError, NodeConfig};
 use crate::domain::message::{Message, MessageRole};
 use crate::domain::send::{Answer, DegradedReason};
+use crate::monitoring;
 
 pub struct Agents {
     client: reqwest::Client,
@@ -170,7 +171,9 @@ impl Agents {
                 continue;
             }
             let started = Instant::now();
-            match node.call(&self.client, self.request(node, history)).await {
+            let result = node.call(&self.client, self.request(node, history)).await;
+            record(&node.name, &result, started.elapsed());
+            match result {
                 Ok((text, model)) => {
                     node.succeeded();
                     tracing::info!(event = "agent_reply", node = %node.name, model = %model, latency_ms = started.elapsed().as_millis() as u64, "the agent answered");
@@ -319,6 +322,22 @@ impl Node {
             .unwrap_or_else(PoisonError::into_inner)
             .probing = false;
     }
+}
+
+/// `sofiia_agent_requests_total{node,outcome}` and the call's duration.
+fn record(node: &str, result: &Result<(String, String), Failure>, took: Duration) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(Failure::Timeout) => "timeout",
+        Err(Failure::Unreachable(_)) => "unreachable",
+        Err(Failure::Status(_)) => "error_status",
+        Err(Failure::RateLimited) => "rate_limited",
+        Err(Failure::Malformed(_)) => "malformed",
+    };
+    metrics::counter!(monitoring::AGENT_REQUESTS, "node" => node.to_owned(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(monitoring::AGENT_DURATION, "node" => node.to_owned())
+        .record(took.as_secs_f64());
 }
 
 fn classify(error: reqwest::Error) -> Failure {

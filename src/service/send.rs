@@ -192,6 +192,9 @@ impl Console {
         }
         let body = match finished {
             Some(finished) => {
+                let unconfigured = DegradedReason::LlmUnconfigured.code();
+                metrics::counter!(crate::monitoring::DEGRADED, "reason_code" => unconfigured)
+                    .increment(1);
                 self.events
                     .message_created(&request.chat_id, &finished.message);
                 finished.body
@@ -231,6 +234,8 @@ impl Console {
             .await?;
         let answer = self.agents.answer(pinned.as_deref(), &history).await;
         if let Answer::Degraded(reason) = &answer {
+            metrics::counter!(crate::monitoring::DEGRADED, "reason_code" => reason.code())
+                .increment(1);
             tracing::info!(event = "degraded", chat_id = %chat_id, reason_code = reason.code(), "send answered without a reply");
         }
         let finished = self

@@ -254,3 +254,37 @@ async fn chat_events_stream_each_new_message() {
     let unknown = app.get("api/chats/nowhere/events", &app.admin_key).await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn agent_calls_and_degraded_outcomes_are_measured() {
+    let good = FakeNode::start(Behaviour::Reply("fine")).await;
+    let bad = FakeNode::start(Behaviour::Status(500)).await;
+    let app = spawn_with_nodes(
+        "",
+        &[node("bad", &bad.url, ""), node("good", &good.url, "")],
+    )
+    .await;
+    send_ok(&app, "ops", "hello", None).await;
+    bad.behave(Behaviour::Status(429));
+    send_ok(&app, "ops", "again", None).await;
+
+    let metrics = app.get_anonymous("metrics").await;
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.expect("text");
+    for line in [
+        r#"sofiia_agent_requests_total{node="bad",outcome="error_status"} 1"#,
+        r#"sofiia_agent_requests_total{node="good",outcome="ok"} 1"#,
+        r#"sofiia_agent_requests_total{node="bad",outcome="rate_limited"} 1"#,
+        r#"sofiia_degraded_total{reason_code="llm_rate_limit"} 1"#,
+    ] {
+        assert!(text.contains(line), "missing {line} in:\n{text}");
+    }
+    assert!(text.contains("sofiia_agent_request_duration_seconds_bucket{node=\"good\""));
+    assert!(text.contains("sofiia_build_info{"), "{text}");
+    assert!(
+        text.contains(
+            r#"http_requests_total{method="POST",route="/api/chats/{id}/send",status="200"} 2"#
+        ),
+        "{text}"
+    );
+}
