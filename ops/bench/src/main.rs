@@ -37,6 +37,23 @@ enum Command {
         #[arg(long, default_value = "")]
         query: String,
     },
+    /// How many write-and-fdatasync cycles per second the disk under DIR sustains: the ceiling of
+    /// a server that commits once per request.
+    FsyncRate {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
+    /// Starts `BIN serve` on DATA_DIR and reports the time until `/livez` answers, then stops it.
+    Startup {
+        #[arg(long)]
+        bin: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        port: u16,
+    },
     /// Append audit events straight into a stopped service's database.
     SeedAudit {
         #[arg(long)]
@@ -86,6 +103,12 @@ async fn main() -> Result<(), String> {
             .await
         }
         Command::SeedAudit { data_dir, events } => seed_audit(&data_dir, events).await,
+        Command::FsyncRate { dir, seconds } => fsync_rate(&dir, Duration::from_secs(seconds)),
+        Command::Startup {
+            bin,
+            data_dir,
+            port,
+        } => startup(&bin, &data_dir, port).await,
     }
 }
 
@@ -145,7 +168,7 @@ async fn load(
     let deadline = started + duration;
     let interval = (rate > 0).then(|| Duration::from_secs_f64(connections as f64 / rate as f64));
     let mut workers = Vec::with_capacity(connections);
-    for _ in 0..connections {
+    for worker in 0..connections {
         let (target, client, counter, errors) = (
             target.clone(),
             client.clone(),
@@ -154,7 +177,9 @@ async fn load(
         );
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let mut next = Instant::now();
+            // Paced workers start staggered, so the load arrives evenly, not in waves.
+            let mut next = Instant::now()
+                + interval.map_or(Duration::ZERO, |i| i * worker as u32 / connections as u32);
             while Instant::now() < deadline {
                 if let Some(interval) = interval {
                     tokio::time::sleep_until(next.into()).await;
@@ -195,6 +220,64 @@ async fn load(
         "p99_ms": pick(0.99),
     });
     println!("{summary}");
+    Ok(())
+}
+
+/// Spawns the service and polls `/livez` every millisecond; prints `{"startup_ms": N}`.
+async fn startup(
+    bin: &std::path::Path,
+    data_dir: &std::path::Path,
+    port: u16,
+) -> Result<(), String> {
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/livez");
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(bin)
+        .args(["serve", "--config", "/dev/null", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let ready = loop {
+        if let Ok(response) = client.get(&url).send().await
+            && response.status().is_success()
+        {
+            break started.elapsed();
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err("the service did not answer /livez within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    child.kill().await.map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::json!({ "startup_ms": ready.as_secs_f64() * 1000.0 })
+    );
+    Ok(())
+}
+
+/// Rewrites one 4 KiB page and `fdatasync`s it in a loop; prints `{"fsyncs_per_s": N}`.
+fn fsync_rate(dir: &std::path::Path, duration: Duration) -> Result<(), String> {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+    let page = [0x5a_u8; 4096];
+    let started = Instant::now();
+    let mut count = 0u64;
+    while started.elapsed() < duration {
+        file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+        file.write_all(&page).map_err(|e| e.to_string())?;
+        file.sync_data().map_err(|e| e.to_string())?;
+        count += 1;
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(&path).map_err(|e| e.to_string())?;
+    println!("{}", serde_json::json!({ "fsyncs_per_s": rate }));
     Ok(())
 }
 
