@@ -35,6 +35,8 @@ pub enum StartError {
     Listen { addr: SocketAddr, reason: String },
     #[error("{0}")]
     Service(#[from] ServiceError),
+    #[error("while serving: {0}")]
+    Serve(#[from] std::io::Error),
 }
 
 /// A built application, bound to its port, not yet serving.
@@ -92,12 +94,8 @@ impl Application {
         })
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
     /// Serves until SIGTERM or SIGINT, then drains requests and the writer.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+    pub async fn run_until_stopped(self) -> Result<(), StartError> {
         let Application {
             listener,
             console,

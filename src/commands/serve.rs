@@ -13,10 +13,5 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
     })?;
     let _log_writer = telemetry::init(&config.log.level);
     let app = Application::build(config).await?;
-    app.run_until_stopped()
-        .await
-        .map_err(|e| StartError::Listen {
-            addr: ([0, 0, 0, 0], 0).into(),
-            reason: e.to_string(),
-        })
+    app.run_until_stopped().await
 }
