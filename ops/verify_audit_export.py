@@ -64,10 +64,12 @@ def main():
     args = parser.parse_args()
     try:
         if args.export == "-":
-            lines = sys.stdin.read().splitlines()
+            lines = sys.stdin.read().split("\n")
         else:
             with open(args.export, encoding="utf-8") as handle:
-                lines = handle.read().splitlines()
+                # Only "\n" ends a line: str.splitlines() would also split inside values on
+                # U+2028 and friends, which JSON strings may hold unescaped.
+                lines = handle.read().split("\n")
     except (OSError, UnicodeDecodeError) as error:
         print(json.dumps({"valid": False, "reason": f"cannot read the export: {error}"}))
         return 2

@@ -117,9 +117,11 @@ impl Application {
         );
         let denial_windows = tokio::spawn(close_denial_windows(Arc::downgrade(&console)));
         let router = http::router(console.clone(), &policy, metrics);
+        let closing = console.clone();
         let stop = async move {
             stop.await;
             tracing::info!(event = "stopping", "stop requested; draining requests");
+            closing.events.close();
         };
         http::serve::serve(listener, router, connections, stop).await;
         denial_windows.abort();

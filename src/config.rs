@@ -321,10 +321,11 @@ impl Config {
             ("rate_limit.chat", self.rate_limit.chat),
             ("rate_limit.operator", self.rate_limit.operator),
         ] {
-            if !(1..=600_000).contains(&limit.per_minute) {
+            // The limiter keeps whole milliseconds between requests.
+            if !(1..=60_000).contains(&limit.per_minute) {
                 return Err(invalid(
                     &format!("{name}.per_minute"),
-                    "must be between 1 and 600000",
+                    "must be between 1 and 60000",
                 ));
             }
             if !(1..=1_000_000).contains(&limit.burst) {
@@ -443,10 +444,11 @@ impl Config {
         Ok(())
     }
 
-    /// The admin credential from `admin_token` or `admin_token_file`, if any.
+    /// The admin credential from `admin_token` or `admin_token_file`, if any. Either must hold
+    /// at least `MIN_ADMIN_TOKEN_LEN` characters: an empty or short token would let anyone in.
     pub fn admin_token(&self) -> Result<Option<Secret>, ConfigError> {
         if let Some(token) = &self.admin_token {
-            return Ok(Some(token.clone()));
+            return check_admin_token("admin_token", token.expose()).map(Some);
         }
         let Some(path) = &self.admin_token_file else {
             return Ok(None);
@@ -456,15 +458,7 @@ impl Config {
             source_name: "configuration".into(),
             reason: format!("cannot read {}: {e}", path.display()),
         })?;
-        let token = text.trim();
-        if token.is_empty() {
-            return Err(ConfigError::Invalid {
-                key: "admin_token_file".into(),
-                source_name: "configuration".into(),
-                reason: format!("{} is empty", path.display()),
-            });
-        }
-        Ok(Some(Secret(token.to_owned())))
+        check_admin_token("admin_token_file", text.trim()).map(Some)
     }
 
     /// The database file inside the data directory.
@@ -476,6 +470,22 @@ impl Config {
     pub fn admin_key_path(&self) -> PathBuf {
         self.data_dir.join("admin.key")
     }
+}
+
+/// Shortest admin token accepted.
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+fn check_admin_token(key: &str, token: &str) -> Result<Secret, ConfigError> {
+    if token.trim().chars().count() < MIN_ADMIN_TOKEN_LEN {
+        return Err(ConfigError::Invalid {
+            key: key.into(),
+            source_name: "configuration".into(),
+            reason: format!(
+                "the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters (the value is not shown)"
+            ),
+        });
+    }
+    Ok(Secret(token.trim().to_owned()))
 }
 
 /// `https://host[:port]` or `http://host[:port]`: what a browser sends as `Origin`.
@@ -653,14 +663,14 @@ mod tests {
         let config = load(&[
             ("SOFIIA_IDEMPOTENCY__WAIT_MS", "250"),
             ("SOFIIA_AUTO_CREATE_CHATS", "false"),
-            ("SOFIIA_ADMIN_TOKEN", "12345"),
+            ("SOFIIA_ADMIN_TOKEN", "1234567890123456"),
             ("SOFIIA_URL", "http://ignored"),
             ("OTHER", "x"),
         ])
         .unwrap();
         assert_eq!(config.idempotency.wait_ms, 250);
         assert!(!config.auto_create_chats);
-        assert_eq!(config.admin_token.unwrap().expose(), "12345");
+        assert_eq!(config.admin_token.unwrap().expose(), "1234567890123456");
     }
 
     #[test]

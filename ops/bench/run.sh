@@ -20,8 +20,8 @@ cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm
 trap cleanup EXIT
 
 # The benchmark measures the durable send path, not the limiter: limits far above any rate here.
-export SOFIIA_RATE_LIMIT__CHAT__PER_MINUTE=600000 SOFIIA_RATE_LIMIT__CHAT__BURST=1000000 \
-  SOFIIA_RATE_LIMIT__OPERATOR__PER_MINUTE=600000 SOFIIA_RATE_LIMIT__OPERATOR__BURST=1000000
+export SOFIIA_RATE_LIMIT__CHAT__PER_MINUTE=60000 SOFIIA_RATE_LIMIT__CHAT__BURST=1000000 \
+  SOFIIA_RATE_LIMIT__OPERATOR__PER_MINUTE=60000 SOFIIA_RATE_LIMIT__OPERATOR__BURST=1000000
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -1,6 +1,6 @@
 -- Durable sends with a unique Idempotency-Key per request, spread over 64 chats.
+-- `thread_id` is a global set per thread by setup(), so keys differ across wrk threads.
 local counter = 0
-local thread_id = 0
 local threads = {}
 
 function setup(thread)

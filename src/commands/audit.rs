@@ -2,6 +2,8 @@
 
 use std::io::Write;
 
+use tokio_stream::StreamExt;
+
 use super::client::{self, Route};
 use crate::cli::AuditCommand;
 
@@ -30,7 +32,7 @@ pub async fn run(command: AuditCommand) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             let mut out = std::io::stdout().lock();
-            while let Some(chunk) = chunks.recv().await {
+            while let Some(chunk) = chunks.next().await {
                 let chunk = chunk.map_err(|e| e.to_string())?;
                 out.write_all(&chunk).map_err(|e| e.to_string())?;
             }

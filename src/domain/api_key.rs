@@ -47,9 +47,10 @@ impl ApiKey {
 /// Key names are labels for people: 1–64 printable characters.
 pub fn validate_name(name: &str) -> Result<(), String> {
     let count = name.chars().count();
-    if count == 0 || count > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+    let breaks_lines = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if count == 0 || count > MAX_NAME_CHARS || name.chars().any(breaks_lines) {
         Err(format!(
-            "must be 1-{MAX_NAME_CHARS} characters without control characters"
+            "must be 1-{MAX_NAME_CHARS} characters without control characters or line separators"
         ))
     } else {
         Ok(())
@@ -146,6 +147,14 @@ mod tests {
         let other = format!("sk_{}_{}", key.id, "A".repeat(43));
         let presented = parse(&other).expect("well-formed");
         assert!(!secret_matches(presented.secret, &key.hash));
+    }
+
+    #[test]
+    fn names_may_not_break_lines() {
+        assert!(validate_name("ops script").is_ok());
+        for bad in ["", "a\nb", "a\u{2028}b", "a\u{2029}b", &"x".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::role::Role;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub credential: Credential,
+    /// The key id, or for the admin token a fingerprint of the token in force at login.
     pub credential_id: String,
     pub role: Role,
     pub created_ms: u64,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{Extensions, HeaderMap, Method, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, Method, header};
 
 use super::error::ApiError;
 use super::middleware::RequestId;
@@ -44,29 +44,25 @@ impl FromRequestParts<Arc<Console>> for Caller {
     ) -> Result<Self, Self::Rejection> {
         let mut audit = anonymous_context(parts);
         console.check_lockout(audit.client_ip.as_deref())?;
-        let principal = match presented_credential(&parts.headers) {
-            Some(presented) => console.keys.authenticate(presented),
-            None => {
-                let token = session_cookie(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-                let principal = console.authenticate_session(token);
-                if principal.is_some()
-                    && !is_safe(&parts.method)
-                    && !has_csrf_header(&parts.headers)
-                {
-                    return Err(ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "forbidden",
-                        "requests made with the session cookie must carry X-Requested-With: sofiia-console",
-                    ));
-                }
-                principal
-            }
-        };
-        let Some(principal) = principal else {
-            console.authentication_failed(&audit).await;
-            return Err(ApiError::unauthorized());
-        };
+        if let Some(presented) = presented_credential(&parts.headers) {
+            let Some(principal) = console.keys.authenticate(presented) else {
+                console.authentication_failed(&audit).await;
+                return Err(ApiError::unauthorized());
+            };
+            audit.actor = Actor::of(&principal);
+            return Ok(Caller { principal, audit });
+        }
+        // A session cookie that no longer opens a session (idle, logged out) is not a guess at a
+        // credential — its token is 256 random bits — so it does not count toward the lockout.
+        let principal = session_cookie(&parts.headers)
+            .and_then(|token| console.authenticate_session(token))
+            .ok_or_else(ApiError::unauthorized)?;
         audit.actor = Actor::of(&principal);
+        if !is_safe(&parts.method) && !has_csrf_header(&parts.headers) {
+            return Err(ApiError::forbidden(audit.actor).with_message(
+                "requests made with the session cookie must carry X-Requested-With: sofiia-console",
+            ));
+        }
         Ok(Caller { principal, audit })
     }
 }
@@ -124,14 +120,16 @@ pub fn client_ip(extensions: &Extensions) -> Option<String> {
         .map(|ConnectInfo(addr)| addr.ip().to_string())
 }
 
-/// `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+/// `Authorization: Bearer <key>` or `X-API-Key: <key>`; an empty credential is no credential.
 fn presented_credential(headers: &HeaderMap) -> Option<&str> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().ok()?;
-        let (scheme, credential) = value.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| credential.trim());
-    }
-    headers.get("x-api-key")?.to_str().ok().map(str::trim)
+    let credential = match headers.get(header::AUTHORIZATION) {
+        Some(value) => {
+            let (scheme, credential) = value.to_str().ok()?.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(credential)?
+        }
+        None => headers.get("x-api-key")?.to_str().ok()?,
+    };
+    Some(credential.trim()).filter(|c| !c.is_empty())
 }

@@ -83,6 +83,12 @@ impl ApiError {
         error
     }
 
+    /// Replaces the message (the code and status stay).
+    pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.0.payload.message = message.into();
+        self
+    }
+
     pub fn invalid_request(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
@@ -196,7 +202,7 @@ impl From<ServiceError> for ApiError {
                 "idempotency_key_invalid",
                 error.to_string(),
             ),
-            ServiceError::Storage(crate::store::StoreError::Unavailable) => {
+            ServiceError::Unavailable => {
                 tracing::error!(event = "error", %error, "store unavailable");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,

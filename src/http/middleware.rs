@@ -46,7 +46,9 @@ pub async fn observe(
     let mut response = next.run(request).instrument(span.clone()).await;
 
     let status = response.status();
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+    // A failed login is recorded as `auth.login_failed` by the login itself.
+    let is_login = route == "/api/auth/login";
+    if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN) && !is_login {
         let actor = response
             .extensions()
             .get::<DeniedActor>()
@@ -78,7 +80,7 @@ pub async fn observe(
     let status_code = response.status().as_u16();
     metrics::counter!(
         monitoring::HTTP_REQUESTS,
-        "method" => method.to_string(),
+        "method" => method_label(&method),
         "route" => route.clone(),
         "status" => status_code.to_string()
     )
@@ -96,6 +98,21 @@ pub async fn observe(
         );
     });
     response
+}
+
+/// The method as a metric label: a fixed set, so clients cannot mint new series.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 /// Security headers on every response (SPEC §5); API responses are never cached.

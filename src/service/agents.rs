@@ -55,6 +55,8 @@ struct Circuit {
 /// Why one call to one node failed.
 #[derive(Debug)]
 enum Failure {
+    /// Our own pacer for the node had no slot before the timeout: the node was never asked.
+    Paced,
     Timeout,
     Unreachable(String),
     Status(u16),
@@ -65,6 +67,7 @@ enum Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Failure::Paced => f.write_str("paced: no call slot free before the timeout"),
             Failure::Timeout => f.write_str("timed out"),
             Failure::Unreachable(cause) => write!(f, "unreachable: {cause}"),
             Failure::Status(status) => write!(f, "answered HTTP {status}"),
@@ -79,7 +82,7 @@ impl std::fmt::Display for Failure {
 impl Failure {
     fn reason(&self) -> DegradedReason {
         match self {
-            Failure::Timeout => DegradedReason::LlmTimeout,
+            Failure::Paced | Failure::Timeout => DegradedReason::LlmTimeout,
             Failure::RateLimited => DegradedReason::LlmRateLimit,
             Failure::Unreachable(_) | Failure::Status(_) | Failure::Malformed(_) => {
                 DegradedReason::LlmError
@@ -90,15 +93,16 @@ impl Failure {
     /// Whether the next node should be tried (SPEC §8: connect errors, timeouts and 5xx).
     fn fails_over(&self) -> bool {
         match self {
-            Failure::Timeout | Failure::Unreachable(_) => true,
+            Failure::Paced | Failure::Timeout | Failure::Unreachable(_) => true,
             Failure::Status(status) => *status >= 500,
             Failure::RateLimited | Failure::Malformed(_) => false,
         }
     }
 
-    /// Whether it counts against the node's circuit: the node is unwell, not merely busy.
+    /// Whether it counts against the node's circuit: the node is unwell, not merely busy (or
+    /// not even asked).
     fn trips_breaker(&self) -> bool {
-        !matches!(self, Failure::RateLimited)
+        !matches!(self, Failure::RateLimited | Failure::Paced)
     }
 }
 
@@ -141,6 +145,21 @@ impl Agents {
 
     pub fn node_count(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// The nodes whose circuit is open at `now` (skipped until their probe).
+    pub fn open_circuits(&self, now: Instant) -> Vec<&str> {
+        self.nodes
+            .iter()
+            .filter(|n| {
+                n.circuit
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .open_until
+                    .is_some_and(|until| now < until)
+            })
+            .map(|n| n.name.as_str())
+            .collect()
     }
 
     /// How many recent messages a call carries.
@@ -265,7 +284,7 @@ impl Node {
         let deadline = tokio::time::Instant::now() + self.timeout;
         tokio::time::timeout_at(deadline, self.pacer.acquire_one())
             .await
-            .map_err(|_| Failure::Timeout)?;
+            .map_err(|_| Failure::Paced)?;
         let mut request = client.post(&self.endpoint).json(&body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
@@ -279,7 +298,7 @@ impl Node {
             if !status.is_success() {
                 return Err(Failure::Status(status.as_u16()));
             }
-            response.bytes().await.map_err(classify)
+            read_capped(response).await
         };
         let bytes = tokio::time::timeout_at(deadline, exchange)
             .await
@@ -328,6 +347,7 @@ impl Node {
 fn record(node: &str, result: &Result<(String, String), Failure>, took: Duration) {
     let outcome = match result {
         Ok(_) => "ok",
+        Err(Failure::Paced) => "paced",
         Err(Failure::Timeout) => "timeout",
         Err(Failure::Unreachable(_)) => "unreachable",
         Err(Failure::Status(_)) => "error_status",
@@ -338,6 +358,24 @@ fn record(node: &str, result: &Result<(String, String), Failure>, took: Duration
         .increment(1);
     metrics::histogram!(monitoring::AGENT_DURATION, "node" => node.to_owned())
         .record(took.as_secs_f64());
+}
+
+/// Largest completion body accepted from a node; a node sending more is misbehaving.
+const MAX_COMPLETION_BYTES: usize = 1024 * 1024;
+
+/// Reads the body chunk by chunk, refusing it past `MAX_COMPLETION_BYTES`, so a runaway node
+/// cannot make the service buffer (and then store) an unbounded answer.
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, Failure> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(classify)? {
+        if body.len() + chunk.len() > MAX_COMPLETION_BYTES {
+            return Err(Failure::Malformed(format!(
+                "the answer is larger than {MAX_COMPLETION_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn classify(error: reqwest::Error) -> Failure {

@@ -1,12 +1,17 @@
 //! Reading, verifying and exporting the audit trail — each of which is itself audited.
 
+use std::pin::Pin;
+
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+
 use crate::domain::audit::{Action, Context, Event, Filter, Outcome, Target};
 use crate::store::audit::Verification;
 
 use super::{Console, ServiceError};
 
 /// Export chunks as they are read from one consistent snapshot.
-pub type ExportStream = tokio::sync::mpsc::Receiver<Result<Vec<u8>, crate::store::StoreError>>;
+pub type ExportStream = Pin<Box<dyn Stream<Item = Result<Vec<u8>, ServiceError>> + Send>>;
 
 impl Console {
     pub async fn audit_page(
@@ -40,10 +45,16 @@ impl Console {
         if let Some(seq) = report.first_invalid_seq {
             verified = verified.detail("first_invalid_seq", seq);
         }
-        if !report.valid {
-            tracing::error!(event = "audit_invalid", first_invalid_seq = ?report.first_invalid_seq, reason = ?report.reason, "audit chain verification failed");
+        if report.valid {
+            self.store.append_audit(vec![verified]).await?;
+            return Ok(report);
         }
-        self.store.append_audit(vec![verified]).await?;
+        tracing::error!(event = "audit_invalid", first_invalid_seq = ?report.first_invalid_seq, reason = ?report.reason, "audit chain verification failed");
+        // A broken chain may refuse new records (a damaged head does); the finding matters more
+        // than recording that it was looked for.
+        if let Err(error) = self.store.append_audit(vec![verified]).await {
+            tracing::error!(event = "error", %error, "could not record the verification");
+        }
         Ok(report)
     }
 
@@ -67,7 +78,10 @@ impl Console {
             exported = exported.detail("until_ms", until);
         }
         self.store.append_audit(vec![exported]).await?;
-        Ok(self.store.export_audit(since_ms, until_ms))
+        let chunks = ReceiverStream::new(self.store.export_audit(since_ms, until_ms));
+        Ok(Box::pin(
+            chunks.map(|chunk| chunk.map_err(ServiceError::from)),
+        ))
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::domain::audit::Draft;
+use crate::domain::audit::{Actor, Draft};
 
 use super::Console;
 
@@ -40,10 +40,16 @@ impl Denials {
             draft.record.actor.label(),
             draft.record.action.as_str()
         );
-        let pair = if windows.len() >= MAX_TRACKED && !windows.contains_key(&pair) {
-            OVERFLOW.to_owned()
+        let overflow = windows.len() >= MAX_TRACKED && !windows.contains_key(&pair);
+        let (pair, draft) = if overflow {
+            // Past the cap, denials are counted together and attributed to no one address.
+            let mut anonymous = draft;
+            anonymous.record.client_ip = None;
+            anonymous.record.actor = Actor::anonymous();
+            anonymous.record.request_id = None;
+            (OVERFLOW.to_owned(), anonymous.detail("overflow", true))
         } else {
-            pair
+            (pair, draft)
         };
         match windows.get_mut(&pair) {
             Some(window) => {

@@ -2,11 +2,12 @@
 //!
 //! One broadcast channel carries every chat's `message.created` events; a subscriber filters its
 //! chat. The channel is bounded: a subscriber that falls more than `CAPACITY` events behind is
-//! dropped (its stream ends and the client reconnects) — it can never hold up a send.
+//! dropped (its stream ends and the client reconnects) — it can never hold up a send. At shutdown
+//! every stream is ended, so open streams do not hold the drain up.
 
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::domain::message::Message;
 
@@ -23,12 +24,14 @@ pub struct ChatEvent {
 
 pub struct Events {
     sender: broadcast::Sender<ChatEvent>,
+    closing: watch::Sender<bool>,
 }
 
 impl Default for Events {
     fn default() -> Self {
         Self {
             sender: broadcast::channel(CAPACITY).0,
+            closing: watch::channel(false).0,
         }
     }
 }
@@ -50,5 +53,15 @@ impl Events {
 
     pub fn subscribe(&self) -> broadcast::Receiver<ChatEvent> {
         self.sender.subscribe()
+    }
+
+    /// Turns true when the service stops: streams end then.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Ends every stream (shutdown).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 }

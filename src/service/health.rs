@@ -33,6 +33,10 @@ const DISK_LOW_PERCENT: f64 = 5.0;
 
 impl Console {
     pub async fn database_check(&self) -> Check {
+        if !self.store.writer().is_running() {
+            tracing::error!(event = "health", "the writer thread has stopped");
+            return Check::new(Status::Error, "the database writer has stopped");
+        }
         match self.store.read(|_| Ok(())).await {
             Ok(()) => Check::new(Status::Ok, "read transaction opened"),
             Err(error) => {
@@ -65,12 +69,28 @@ impl Console {
         )
     }
 
-    /// No agent node can be configured yet; sends are answered with `llm_unconfigured`, which is
-    /// the designed behaviour of such an installation, not a fault.
+    /// No node configured is `ok`: sends are answered with `llm_unconfigured`, the designed
+    /// behaviour of such an installation. Any open circuit is `degraded` — never `error`: sends
+    /// still succeed (degraded) with every node down.
     pub fn agents_check(&self) -> Check {
-        Check::new(
-            Status::Ok,
-            "no agent nodes configured: sends are stored and answered with llm_unconfigured",
-        )
+        let nodes = self.agents.node_count();
+        if nodes == 0 {
+            return Check::new(
+                Status::Ok,
+                "no agent nodes configured: sends are stored and answered with llm_unconfigured",
+            );
+        }
+        let open = self.agents.open_circuits(std::time::Instant::now());
+        let status = if open.is_empty() {
+            Status::Ok
+        } else {
+            Status::Degraded
+        };
+        let detail = if open.is_empty() {
+            format!("{nodes} node(s), all circuits closed")
+        } else {
+            format!("{nodes} node(s); circuit open: {}", open.join(", "))
+        };
+        Check::new(status, detail)
     }
 }

@@ -88,15 +88,34 @@ impl Keys {
         Some(principal)
     }
 
+    /// What a session opened with `principal` remembers of its credential: the key id, or for
+    /// the admin token a fingerprint of the token itself, so rotating the token ends its sessions.
+    pub fn session_binding(&self, principal: &Principal) -> String {
+        match principal.credential {
+            Credential::Key => principal.id.clone(),
+            Credential::AdminToken => self.admin_token_fingerprint().unwrap_or_default(),
+        }
+    }
+
+    fn admin_token_fingerprint(&self) -> Option<String> {
+        let token = self.admin_token.as_ref()?;
+        Some(hex::encode(api_key::hash_secret(token.expose())))
+    }
+
     /// The role a credential holds now, if it is still valid: sessions opened with a key end
-    /// when the key is revoked or expires.
-    pub fn current_role(&self, credential: Credential, id: &str) -> Option<Role> {
+    /// when the key is revoked or expires, those opened with the admin token when it changes.
+    pub fn current_role(&self, credential: Credential, binding: &str) -> Option<Role> {
         match credential {
-            Credential::AdminToken => self.admin_token.as_ref().map(|_| Role::Admin),
+            Credential::AdminToken => self
+                .admin_token_fingerprint()
+                .filter(|current| current == binding)
+                .map(|_| Role::Admin),
             Credential::Key => {
                 let now = self.clock.now_ms();
                 let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
-                ring.get(id).filter(|k| k.is_active(now)).map(|k| k.role)
+                ring.get(binding)
+                    .filter(|k| k.is_active(now))
+                    .map(|k| k.role)
             }
         }
     }

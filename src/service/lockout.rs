@@ -69,11 +69,18 @@ impl Lockouts {
         let window_ms = self.policy.window.as_millis() as u64;
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         if failures.len() >= MAX_TRACKED && !failures.contains_key(address) {
-            failures.retain(|_, times| times.back().is_some_and(|t| now_ms - t < window_ms));
+            failures.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now_ms.saturating_sub(*t) < window_ms)
+            });
         }
         let times = failures.entry(address.to_owned()).or_default();
         times.push_back(now_ms);
-        while times.front().is_some_and(|t| now_ms - t >= window_ms) {
+        while times
+            .front()
+            .is_some_and(|t| now_ms.saturating_sub(*t) >= window_ms)
+        {
             times.pop_front();
         }
         if times.len() < self.policy.failures {

@@ -134,9 +134,21 @@ pub enum ServiceError {
     #[error("too many failed authentications from this address")]
     Locked { retry_after: Duration },
     #[error("storage failure: {0}")]
-    Storage(#[from] StoreError),
+    Storage(String),
+    /// The writer is gone (shutting down) or storage cannot be reached.
+    #[error("storage is unavailable")]
+    Unavailable,
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable => ServiceError::Unavailable,
+            other => ServiceError::Storage(other.to_string()),
+        }
+    }
 }
 
 impl ServiceError {

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::config::AuthConfig;
 use crate::domain::audit::{Action, Actor, Context, Outcome, Target};
-use crate::domain::principal::Principal;
+use crate::domain::principal::{Credential, Principal};
 use crate::domain::session::{Session, TokenHash, token_hash};
 use crate::store::Store;
 
@@ -74,7 +74,10 @@ impl Console {
     /// credential counts toward the address's lockout and is recorded as `auth.login_failed`.
     pub async fn login(&self, ctx: &Context, presented: &str) -> Result<Opened, ServiceError> {
         let now = self.clock.now_ms();
-        let Some(principal) = self.keys.authenticate(presented) else {
+        let principal = Some(presented)
+            .filter(|p| !p.is_empty())
+            .and_then(|p| self.keys.authenticate(p));
+        let Some(principal) = principal else {
             let failed = ctx.draft(
                 now,
                 Action::AuthLoginFailed,
@@ -92,7 +95,7 @@ impl Console {
         let hash = token_hash(&token);
         let session = Session {
             credential: principal.credential,
-            credential_id: principal.id.clone(),
+            credential_id: self.keys.session_binding(&principal),
             role: principal.role,
             created_ms: now,
             last_seen_ms: now,
@@ -144,21 +147,42 @@ impl Console {
             let role = self
                 .keys
                 .current_role(session.credential, &session.credential_id)?;
-            let principal = Principal {
-                credential: session.credential,
-                id: session.credential_id.clone(),
-                role,
-                via_session: true,
+            let principal = match session.credential {
+                Credential::AdminToken => Principal {
+                    via_session: true,
+                    ..Principal::admin_token()
+                },
+                Credential::Key => Principal {
+                    credential: Credential::Key,
+                    id: session.credential_id.clone(),
+                    role,
+                    via_session: true,
+                },
             };
             (
                 principal,
-                now - session.last_seen_ms >= ACTIVITY_GRANULARITY_MS,
+                now.saturating_sub(session.last_seen_ms) >= ACTIVITY_GRANULARITY_MS,
             )
         };
         if stale {
             self.record_activity(hash, now);
         }
         Some(principal)
+    }
+
+    /// Whether a principal authenticated earlier may still act: its key not revoked or expired,
+    /// the admin token unchanged, its session (`session_token`) still open. Long-lived streams
+    /// ask this before each event.
+    pub fn still_authorized(&self, principal: &Principal, session_token: Option<&str>) -> bool {
+        match session_token.filter(|_| principal.via_session) {
+            Some(token) => self.authenticate_session(token).is_some(),
+            None => {
+                let binding = self.keys.session_binding(principal);
+                self.keys
+                    .current_role(principal.credential, &binding)
+                    .is_some()
+            }
+        }
     }
 
     /// When the session behind `token` ends if nothing more happens.

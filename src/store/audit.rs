@@ -350,17 +350,18 @@ fn tighter_upper(high: SeqBound, before: u64) -> SeqBound {
 /// head in `meta` naming the last event.
 fn verify(txn: &ReadTransaction) -> Result<Verification, StoreError> {
     let events = txn.open_table(AUDIT)?;
+    // A damaged head is a finding to report, not a reason to fail the verification.
     let head = match txn.open_table(META)?.get(HEAD_KEY)? {
-        Some(raw) => codec::decode::<Head>(raw.value())?,
-        None => EMPTY_HEAD,
+        Some(raw) => codec::decode::<Head>(raw.value()).ok(),
+        None => Some(EMPTY_HEAD),
     };
     let total_entries = events.len()?;
     let mut report = Verification {
         valid: true,
         total_entries,
         checked_from_seq: 1,
-        head_seq: head.seq,
-        head_hash: hex::encode(head.hash),
+        head_seq: head.map_or(0, |h| h.seq),
+        head_hash: head.map_or_else(String::new, |h| hex::encode(h.hash)),
         first_invalid_seq: None,
         reason: None,
     };
@@ -393,6 +394,13 @@ fn verify(txn: &ReadTransaction) -> Result<Verification, StoreError> {
         }
         expected_seq += 1;
     }
+    let Some(head) = head else {
+        invalid(
+            expected_seq - 1,
+            "the chain head in meta cannot be decoded".into(),
+        );
+        return Ok(report);
+    };
     if head.seq != expected_seq - 1 {
         invalid(
             expected_seq,

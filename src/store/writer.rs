@@ -55,6 +55,11 @@ impl Writer {
         Ok((Writer { queue }, WriterThread(thread)))
     }
 
+    /// Whether the writer thread is still taking operations.
+    pub fn is_running(&self) -> bool {
+        !self.queue.is_closed()
+    }
+
     /// Runs `op` inside a group-committed write transaction and returns its value once the
     /// transaction is durable.
     pub async fn execute<T, F>(&self, op: F) -> Result<T, StoreError>

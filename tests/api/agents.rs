@@ -288,3 +288,83 @@ async fn agent_calls_and_degraded_outcomes_are_measured() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused_and_local_pacing_does_not_open_the_circuit() {
+    let node_server = FakeNode::start(Behaviour::Huge(2 * 1024 * 1024)).await;
+    let app = spawn_with_nodes(
+        "breaker_failures = 1",
+        &[node("n", &node_server.url, "max_rps = 1\ntimeout_ms = 300")],
+    )
+    .await;
+    // 2 MiB of text is not an answer this service keeps.
+    let body = send_ok(&app, "ops", "talk a lot", None).await;
+    assert_eq!(reason(&body), "llm_error", "{body}");
+
+    // Wait out the circuit that failure opened, then use the one call slot per second twice:
+    // the second send finds no slot before its timeout. That is our pacing, not the node failing.
+    node_server.behave(Behaviour::Reply("ok"));
+    let app = app.restart(&[]).await;
+    let first = send_ok(&app, "ops", "one", None).await;
+    assert_eq!(first["reply"]["text"], "ok", "{first}");
+    let paced = send_ok(&app, "ops", "two", None).await;
+    assert_eq!(reason(&paced), "llm_timeout", "{paced}");
+    let health = expect_json(app.get_anonymous("api/health").await, StatusCode::OK).await;
+    assert_eq!(health["checks"]["agents"]["status"], "ok", "{health}");
+    let metrics = app
+        .get_anonymous("metrics")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"sofiia_agent_requests_total{node="n",outcome="paced"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn live_events_end_at_shutdown_and_when_the_key_is_revoked() {
+    let app = spawn_app().await;
+    let viewer = app.create_api_key("viewer").await;
+    let created = app
+        .post_json("/api/chats", &app.admin_key, &json!({ "id": "watched" }))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let mut watching = send(
+        app.request(reqwest::Method::GET, "api/chats/watched/events")
+            .bearer_auth(&viewer.secret),
+    )
+    .await;
+    assert_eq!(watching.status(), StatusCode::OK);
+    let revoked = app
+        .delete(&format!("/api/admin/keys/{}", viewer.id), &app.admin_key)
+        .await;
+    assert_eq!(revoked.status(), StatusCode::OK);
+    send_ok(&app, "watched", "not for revoked eyes", None).await;
+    let mut seen = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(chunk)) = watching.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the revoked key's stream stayed open");
+    assert!(!seen.contains("not for revoked eyes"), "{seen}");
+
+    // An open stream does not hold up a graceful stop (which must end within its timeout).
+    let mut open = send(
+        app.request(reqwest::Method::GET, "api/chats/watched/events")
+            .bearer_auth(&app.admin_key),
+    )
+    .await;
+    assert_eq!(open.status(), StatusCode::OK);
+    let started = std::time::Instant::now();
+    let stopped = app.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the stream held the stop up"
+    );
+    assert!(matches!(open.chunk().await, Ok(None) | Err(_)));
+    drop(stopped);
+}

@@ -1004,3 +1004,36 @@ async fn python_verifier_accepts_exports_and_rejects_tampered_ones() {
         assert_eq!(verdict["seq"], middle_seq, "{name}: {verdict}");
     }
 }
+
+#[tokio::test]
+async fn a_damaged_chain_head_is_reported_not_a_failure() {
+    const META_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    let (stopped, _) = stopped_app_with_history().await;
+    {
+        let db = Database::open(stopped.data_dir().join("sofiia.redb")).expect("open the database");
+        let write = db.begin_write().expect("write transaction");
+        write
+            .open_table(META_TABLE)
+            .expect("meta table")
+            .insert("audit_head", b"\x01garbage".as_slice())
+            .expect("damage the head");
+        write.commit().expect("commit the damage");
+    }
+    let output = stopped.run_cli(&["audit", "verify"]).await;
+    assert!(
+        !output.status.success(),
+        "a damaged head must fail the check"
+    );
+    let report = cli_report(&output.stdout);
+    assert_eq!(report["valid"], false, "{report}");
+    assert_eq!(
+        report["first_invalid_seq"], report["total_entries"],
+        "{report}"
+    );
+    assert!(
+        report["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("head")),
+        "{report}"
+    );
+}

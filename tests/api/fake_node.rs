@@ -20,6 +20,8 @@ pub enum Behaviour {
     Status(u16),
     Slow(Duration),
     Malformed,
+    /// A well-formed completion of this many bytes of text.
+    Huge(usize),
 }
 
 /// A real OpenAI-compatible HTTP server on a free port, counting and keeping its requests.
@@ -94,6 +96,10 @@ async fn complete(State(node): State<NodeState>, Json(request): Json<Value>) -> 
             Json(json!({ "choices": [{ "message": { "content": "too late" } }] })).into_response()
         }
         Behaviour::Malformed => (NodeStatus::OK, "{\"choices\": [oops").into_response(),
+        Behaviour::Huge(size) => Json(json!({
+            "choices": [{ "message": { "content": "x".repeat(size) } }]
+        }))
+        .into_response(),
     }
 }
 

@@ -220,3 +220,24 @@ async fn a_request_over_its_deadline_is_answered_503() {
     assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
     assert_eq!(app.get_anonymous("livez").await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn unknown_methods_do_not_mint_metric_series() {
+    let app = spawn_app().await;
+    for method in ["FOO1", "FOO2"] {
+        let method = Method::from_bytes(method.as_bytes()).expect("a token");
+        let response = send(app.request(method, "livez")).await;
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let metrics = app
+        .get_anonymous("metrics")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(!metrics.contains("FOO1"), "{metrics}");
+    assert!(
+        metrics.contains(r#"http_requests_total{method="OTHER",route="/livez",status="405"} 2"#),
+        "{metrics}"
+    );
+}

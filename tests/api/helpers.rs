@@ -447,9 +447,9 @@ fn read_admin_key(root: &Path) -> String {
 /// Limits high enough that tests about other guarantees never meet them; the rate-limit tests
 /// set their own, which win because they are applied later.
 const GENEROUS_LIMITS: [(&str, &str); 4] = [
-    ("SOFIIA_RATE_LIMIT__CHAT__PER_MINUTE", "600000"),
+    ("SOFIIA_RATE_LIMIT__CHAT__PER_MINUTE", "60000"),
     ("SOFIIA_RATE_LIMIT__CHAT__BURST", "1000000"),
-    ("SOFIIA_RATE_LIMIT__OPERATOR__PER_MINUTE", "600000"),
+    ("SOFIIA_RATE_LIMIT__OPERATOR__PER_MINUTE", "60000"),
     ("SOFIIA_RATE_LIMIT__OPERATOR__BURST", "1000000"),
 ];
 

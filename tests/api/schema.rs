@@ -130,3 +130,15 @@ async fn invalid_config_file_value_is_refused() {
 
     assert!(stderr.contains("wait_ms"), "stderr: {stderr}");
 }
+
+#[tokio::test]
+async fn a_short_or_empty_admin_token_is_refused() {
+    for token in ["", "short"] {
+        let stderr = refused_start(&[("SOFIIA_ADMIN_TOKEN", token)], None, true).await;
+        assert!(stderr.contains("admin_token"), "stderr: {stderr}");
+        assert!(
+            token.is_empty() || !stderr.contains(token),
+            "the token is not echoed: {stderr}"
+        );
+    }
+}

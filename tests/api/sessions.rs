@@ -263,3 +263,61 @@ async fn failed_logins_are_audited_and_count_toward_the_lockout() {
     let locked = login(&app, &app.admin_key).await;
     assert_error(locked, StatusCode::TOO_MANY_REQUESTS, "auth_locked").await;
 }
+
+#[tokio::test]
+async fn rotating_the_admin_token_ends_its_sessions() {
+    let first = "first-admin-token-0123456789abcdef";
+    let app = spawn_app_with(&[("SOFIIA_ADMIN_TOKEN", first)]).await;
+    let cookie = session_cookie(&app, first).await;
+    let before = send(with_cookie(&app, Method::GET, "api/auth/me", &cookie)).await;
+    assert_eq!(before.status(), StatusCode::OK);
+
+    let same = app.restart(&[("SOFIIA_ADMIN_TOKEN", first)]).await;
+    let kept = send(with_cookie(&same, Method::GET, "api/auth/me", &cookie)).await;
+    assert_eq!(
+        kept.status(),
+        StatusCode::OK,
+        "a restart alone keeps the session"
+    );
+
+    let rotated = same
+        .restart(&[("SOFIIA_ADMIN_TOKEN", "second-admin-token-fedcba9876543210")])
+        .await;
+    let after = send(with_cookie(&rotated, Method::GET, "api/auth/me", &cookie)).await;
+    assert_error(after, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn a_dead_session_cookie_does_not_count_toward_the_lockout() {
+    let app = spawn_app().await;
+    let cookie = session_cookie(&app, &app.admin_key).await;
+    let logout = send(
+        with_cookie(&app, Method::POST, "api/auth/logout", &cookie)
+            .header("x-requested-with", "sofiia-console"),
+    )
+    .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    for _ in 0..8 {
+        let stale = send(with_cookie(&app, Method::GET, "api/chats", &cookie)).await;
+        assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
+    }
+    let key = app.get("api/chats", &app.admin_key).await;
+    assert_eq!(
+        key.status(),
+        StatusCode::OK,
+        "the address is not locked out"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_credential_is_no_credential() {
+    let app = spawn_app().await;
+    let empty = send(
+        app.request(Method::GET, "api/chats")
+            .header("x-api-key", ""),
+    )
+    .await;
+    assert_error(empty, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let login = login(&app, "   ").await;
+    assert_error(login, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}

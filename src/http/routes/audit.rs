@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::domain::audit::{Action, Filter, Outcome};
 use crate::domain::cursor;
@@ -113,7 +112,7 @@ pub async fn export(
     let chunks = console.export_audit(&caller.audit, since, until).await?;
     // A storage failure mid-stream ends the body early; the log has the cause. A client sees a
     // truncated export, which the verifier reports.
-    let body = ReceiverStream::new(chunks).map(|chunk| {
+    let body = chunks.map(|chunk| {
         chunk.map_err(|error| {
             tracing::error!(event = "error", %error, "audit export failed");
             std::io::Error::other("audit export failed")
