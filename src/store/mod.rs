@@ -72,6 +72,10 @@ pub enum OpenError {
     Other { path: String, reason: String },
 }
 
+/// redb's page cache. Bounded so the service's memory stays predictable on an appliance (SPEC §14:
+/// ≤ 200 MiB under load); the operating system's page cache still holds the rest of the file.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// The open database and its writer.
 #[derive(Clone)]
 pub struct Store {
@@ -83,15 +87,18 @@ impl Store {
     /// Opens (or creates) the database file, migrates it forward, and starts the writer.
     pub fn open(path: &Path) -> Result<(Store, WriterThread), OpenError> {
         let shown = path.display().to_string();
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => OpenError::Locked {
-                path: shown.clone(),
-            },
-            other => OpenError::Other {
-                path: shown.clone(),
-                reason: other.to_string(),
-            },
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => OpenError::Locked {
+                    path: shown.clone(),
+                },
+                other => OpenError::Other {
+                    path: shown.clone(),
+                    reason: other.to_string(),
+                },
+            })?;
         schema::prepare(&db, &shown)?;
         let db = Arc::new(db);
         let (writer, thread) = Writer::start(db.clone()).map_err(|e| OpenError::Other {
