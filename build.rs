@@ -1,4 +1,7 @@
 //! Embeds the git commit and the build time, reported by `--version` and `/api/health`.
+//!
+//! The variables are deliberately not `SOFIIA_*`: `cargo run` also exports them to the running
+//! binary, where a `SOFIIA_*` name would be read as a (unknown) configuration key.
 
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -8,7 +11,7 @@ fn main() {
         .ok()
         .or_else(git_sha)
         .unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=SOFIIA_GIT_SHA={sha}");
+    println!("cargo:rustc-env=BUILD_GIT_SHA={sha}");
 
     // SOURCE_DATE_EPOCH makes reproducible builds report the same time.
     let built = std::env::var("SOURCE_DATE_EPOCH")
@@ -17,7 +20,7 @@ fn main() {
         .map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
         .unwrap_or_else(SystemTime::now);
     println!(
-        "cargo:rustc-env=SOFIIA_BUILD_TIME={}",
+        "cargo:rustc-env=BUILD_TIMESTAMP={}",
         humantime::format_rfc3339_seconds(built)
     );
     println!("cargo:rerun-if-env-changed=GIT_SHA");

@@ -142,3 +142,46 @@ async fn a_short_or_empty_admin_token_is_refused() {
         );
     }
 }
+
+/// `cargo run` and `cargo test` export the build script's variables to the binary they run; none
+/// of them may be mistaken for configuration (the README's `cargo run --release -- serve`).
+#[tokio::test]
+async fn serve_starts_in_the_environment_cargo_gives_it() {
+    use tokio::io::AsyncBufReadExt;
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sofiia-console"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            "/dev/null",
+            "--data-dir",
+        ])
+        .arg(root.path().join("data"))
+        .env("BUILD_GIT_SHA", "exported-by-cargo")
+        .env("BUILD_TIMESTAMP", "exported-by-cargo")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sofiia-console");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let listening = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("\"msg\":\"listening\"") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    if !listening {
+        let output = child.wait_with_output().await.expect("wait");
+        panic!(
+            "serve did not start: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
