@@ -291,23 +291,13 @@ impl Config {
 
     /// Checks rules the types alone cannot express.
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
-            key: key.into(),
-            source_name: "configuration".into(),
-            reason: reason.into(),
-        };
-        if !(1..=24 * 365).contains(&self.idempotency.ttl_hours) {
-            return Err(invalid(
-                "idempotency.ttl_hours",
-                "must be between 1 and 8760 hours",
-            ));
-        }
-        if self.idempotency.wait_ms > 60_000 {
-            return Err(invalid(
-                "idempotency.wait_ms",
-                "must be at most 60000 milliseconds",
-            ));
-        }
+        within(
+            "idempotency.ttl_hours",
+            self.idempotency.ttl_hours,
+            1,
+            24 * 365,
+        )?;
+        within("idempotency.wait_ms", self.idempotency.wait_ms, 0, 60_000)?;
         if tracing_subscriber::EnvFilter::builder()
             .parse(&self.log.level)
             .is_err()
@@ -322,18 +312,8 @@ impl Config {
             ("rate_limit.operator", self.rate_limit.operator),
         ] {
             // The limiter keeps whole milliseconds between requests.
-            if !(1..=60_000).contains(&limit.per_minute) {
-                return Err(invalid(
-                    &format!("{name}.per_minute"),
-                    "must be between 1 and 60000",
-                ));
-            }
-            if !(1..=1_000_000).contains(&limit.burst) {
-                return Err(invalid(
-                    &format!("{name}.burst"),
-                    "must be between 1 and 1000000",
-                ));
-            }
+            within(&format!("{name}.per_minute"), limit.per_minute, 1, 60_000)?;
+            within(&format!("{name}.burst"), limit.burst, 1, 1_000_000)?;
         }
         if let Some(origin) = self.cors_origins.iter().find(|o| !is_origin(o)) {
             return Err(invalid(
@@ -343,48 +323,30 @@ impl Config {
                 ),
             ));
         }
-        if !(100..=3_600_000).contains(&self.http.request_timeout_ms) {
-            return Err(invalid(
-                "http.request_timeout_ms",
-                "must be between 100 and 3600000",
-            ));
-        }
-        if !(100..=3_600_000).contains(&self.http.idle_timeout_ms) {
-            return Err(invalid(
-                "http.idle_timeout_ms",
-                "must be between 100 and 3600000",
-            ));
-        }
-        if !(1..=1_000_000).contains(&self.http.max_concurrent_requests) {
-            return Err(invalid(
-                "http.max_concurrent_requests",
-                "must be between 1 and 1000000",
-            ));
-        }
-        if !(1..=1_000).contains(&self.auth.lockout_failures) {
-            return Err(invalid(
-                "auth.lockout_failures",
-                "must be between 1 and 1000",
-            ));
-        }
-        if !(1..=10_080).contains(&self.auth.lockout_minutes) {
-            return Err(invalid(
-                "auth.lockout_minutes",
-                "must be between 1 and 10080 (a week)",
-            ));
-        }
-        if !(1..=10_080).contains(&self.auth.session_idle_minutes) {
-            return Err(invalid(
-                "auth.session_idle_minutes",
-                "must be between 1 and 10080",
-            ));
-        }
-        if !(1..=720).contains(&self.auth.session_max_hours) {
-            return Err(invalid(
-                "auth.session_max_hours",
-                "must be between 1 and 720",
-            ));
-        }
+        let http = &self.http;
+        within(
+            "http.request_timeout_ms",
+            http.request_timeout_ms,
+            100,
+            3_600_000,
+        )?;
+        within("http.idle_timeout_ms", http.idle_timeout_ms, 100, 3_600_000)?;
+        within(
+            "http.max_concurrent_requests",
+            http.max_concurrent_requests,
+            1,
+            1_000_000,
+        )?;
+        let auth = &self.auth;
+        within("auth.lockout_failures", auth.lockout_failures, 1, 1_000)?;
+        within("auth.lockout_minutes", auth.lockout_minutes, 1, 10_080)?;
+        within(
+            "auth.session_idle_minutes",
+            auth.session_idle_minutes,
+            1,
+            10_080,
+        )?;
+        within("auth.session_max_hours", auth.session_max_hours, 1, 720)?;
         self.validate_agents()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
@@ -393,53 +355,34 @@ impl Config {
     }
 
     fn validate_agents(&self) -> Result<(), ConfigError> {
-        let invalid = |key: String, reason: &str| ConfigError::Invalid {
-            key,
-            source_name: "configuration".into(),
-            reason: reason.into(),
-        };
         let agents = &self.agents;
-        if !(1..=200).contains(&agents.context_messages) {
-            return Err(invalid(
-                "agents.context_messages".into(),
-                "must be between 1 and 200",
-            ));
-        }
-        if !(1..=100).contains(&agents.breaker_failures) {
-            return Err(invalid(
-                "agents.breaker_failures".into(),
-                "must be between 1 and 100",
-            ));
-        }
-        if !(1..=3600).contains(&agents.breaker_open_seconds) {
-            return Err(invalid(
-                "agents.breaker_open_seconds".into(),
-                "must be between 1 and 3600",
-            ));
-        }
+        within("agents.context_messages", agents.context_messages, 1, 200)?;
+        within("agents.breaker_failures", agents.breaker_failures, 1, 100)?;
+        within(
+            "agents.breaker_open_seconds",
+            agents.breaker_open_seconds,
+            1,
+            3600,
+        )?;
         for (i, node) in agents.nodes.iter().enumerate() {
             let key = |field: &str| format!("agents.nodes[{i}].{field}");
             if crate::domain::slug::validate(&node.name).is_err() {
                 return Err(invalid(
-                    key("name"),
+                    &key("name"),
                     "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'",
                 ));
             }
             if agents.nodes[..i].iter().any(|n| n.name == node.name) {
-                return Err(invalid(key("name"), "names must be unique"));
+                return Err(invalid(&key("name"), "names must be unique"));
             }
             if !(node.url.starts_with("http://") || node.url.starts_with("https://")) {
-                return Err(invalid(key("url"), "must be an http:// or https:// URL"));
+                return Err(invalid(&key("url"), "must be an http:// or https:// URL"));
             }
             if node.model.is_empty() {
-                return Err(invalid(key("model"), "must not be empty"));
+                return Err(invalid(&key("model"), "must not be empty"));
             }
-            if !(100..=600_000).contains(&node.timeout_ms) {
-                return Err(invalid(key("timeout_ms"), "must be between 100 and 600000"));
-            }
-            if !(1..=10_000).contains(&node.max_rps) {
-                return Err(invalid(key("max_rps"), "must be between 1 and 10000"));
-            }
+            within(&key("timeout_ms"), node.timeout_ms, 100, 600_000)?;
+            within(&key("max_rps"), node.max_rps, 1, 10_000)?;
         }
         Ok(())
     }
@@ -453,10 +396,11 @@ impl Config {
         let Some(path) = &self.admin_token_file else {
             return Ok(None);
         };
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
-            key: "admin_token_file".into(),
-            source_name: "configuration".into(),
-            reason: format!("cannot read {}: {e}", path.display()),
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                "admin_token_file",
+                &format!("cannot read {}: {e}", path.display()),
+            )
         })?;
         check_admin_token("admin_token_file", text.trim()).map(Some)
     }
@@ -472,18 +416,42 @@ impl Config {
     }
 }
 
+/// A rule a merged value broke, named by its key.
+fn invalid(key: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        source_name: "configuration".into(),
+        reason: reason.into(),
+    }
+}
+
+/// Checks `low <= value <= high`, naming the key, the value and what is allowed.
+fn within<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    low: T,
+    high: T,
+) -> Result<(), ConfigError> {
+    if value < low || value > high {
+        return Err(invalid(
+            key,
+            &format!("{value} is not allowed: must be between {low} and {high}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Shortest admin token accepted.
 const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 fn check_admin_token(key: &str, token: &str) -> Result<Secret, ConfigError> {
     if token.trim().chars().count() < MIN_ADMIN_TOKEN_LEN {
-        return Err(ConfigError::Invalid {
-            key: key.into(),
-            source_name: "configuration".into(),
-            reason: format!(
+        return Err(invalid(
+            key,
+            &format!(
                 "the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters (the value is not shown)"
             ),
-        });
+        ));
     }
     Ok(Secret(token.trim().to_owned()))
 }

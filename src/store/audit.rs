@@ -66,10 +66,7 @@ pub(super) fn append(t: &mut WriteTables<'_>, draft: Draft) -> Result<Event, Sto
     if failpoints::fails("audit.append") {
         return Err(StoreError::Database("failpoint audit.append".into()));
     }
-    let head = match t.meta.get(HEAD_KEY)? {
-        Some(raw) => codec::decode::<Head>(raw.value())?,
-        None => EMPTY_HEAD,
-    };
+    let head = codec::get(&t.meta, HEAD_KEY)?.unwrap_or(EMPTY_HEAD);
     let event = Event::chain(
         draft.record,
         head.seq + 1,

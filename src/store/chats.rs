@@ -109,10 +109,7 @@ pub(super) fn load(
     chats: &impl ReadableTable<&'static str, &'static [u8]>,
     id: &str,
 ) -> Result<Option<Chat>, StoreError> {
-    chats
-        .get(id)?
-        .map(|raw| codec::decode(raw.value()))
-        .transpose()
+    codec::get(chats, id)
 }
 
 /// Writes `chat` and keeps the activity index in step. `previous_activity` is the activity the

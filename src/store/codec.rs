@@ -4,6 +4,9 @@
 //! postcard's wire format is documented and stable, so the file outlives any one encoder release;
 //! the version byte lets a later binary migrate records written by an earlier one.
 
+use std::borrow::Borrow;
+
+use redb::ReadableTable;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -22,6 +25,18 @@ pub fn encode<T: Record>(record: &T) -> Result<Vec<u8>, StoreError> {
     postcard::to_io(record, &mut bytes)
         .map_err(|e| StoreError::Corrupt(format!("encoding {}: {e}", T::NAME)))?;
     Ok(bytes)
+}
+
+/// Reads and decodes the record stored under `key`, if any.
+pub fn get<'k, K, T>(
+    table: &impl ReadableTable<K, &'static [u8]>,
+    key: impl Borrow<K::SelfType<'k>>,
+) -> Result<Option<T>, StoreError>
+where
+    K: redb::Key + 'static,
+    T: Record,
+{
+    table.get(key)?.map(|raw| decode(raw.value())).transpose()
 }
 
 pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, StoreError> {

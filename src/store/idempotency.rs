@@ -393,10 +393,7 @@ fn load_record(
     scope: &str,
     key: &IdempotencyKey,
 ) -> Result<Option<IdempotencyRecord>, StoreError> {
-    records
-        .get((scope, key.as_str()))?
-        .map(|raw| codec::decode(raw.value()))
-        .transpose()
+    codec::get(records, (scope, key.as_str()))
 }
 
 fn save_record(

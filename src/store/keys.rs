@@ -31,7 +31,7 @@ impl Store {
     pub async fn revoke_key(&self, id: String, audit: Draft) -> Result<Option<ApiKey>, StoreError> {
         self.writer()
             .execute(move |t| {
-                let Some(mut key) = load(&t.api_keys, &id)? else {
+                let Some(mut key) = codec::get::<_, ApiKey>(&t.api_keys, id.as_str())? else {
                     return Ok(None);
                 };
                 key.revoked_ms.get_or_insert(audit.at_ms);
@@ -47,7 +47,7 @@ impl Store {
     pub async fn record_key_use(&self, id: String, used_ms: u64) -> Result<(), StoreError> {
         self.writer()
             .execute(move |t| {
-                if let Some(mut key) = load(&t.api_keys, &id)? {
+                if let Some(mut key) = codec::get::<_, ApiKey>(&t.api_keys, id.as_str())? {
                     key.last_used_ms = Some(used_ms);
                     t.api_keys
                         .insert(id.as_str(), codec::encode(&key)?.as_slice())?;
@@ -66,13 +66,4 @@ impl Store {
         })
         .await
     }
-}
-
-fn load(
-    keys: &impl ReadableTable<&'static str, &'static [u8]>,
-    id: &str,
-) -> Result<Option<ApiKey>, StoreError> {
-    keys.get(id)?
-        .map(|raw| codec::decode(raw.value()))
-        .transpose()
 }

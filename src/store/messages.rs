@@ -135,8 +135,5 @@ pub(super) fn load(
     chat_id: &str,
     position: Position,
 ) -> Result<Option<Message>, StoreError> {
-    messages
-        .get((chat_id, position.ts_ms, position.seq))?
-        .map(|raw| codec::decode(raw.value()))
-        .transpose()
+    codec::get(messages, (chat_id, position.ts_ms, position.seq))
 }

@@ -46,11 +46,7 @@ impl Store {
     pub async fn touch_session(&self, hash: TokenHash, seen_ms: u64) -> Result<(), StoreError> {
         self.writer()
             .execute(move |t| {
-                let stored = t
-                    .sessions
-                    .get(hash.as_slice())?
-                    .map(|raw| codec::decode::<Session>(raw.value()))
-                    .transpose()?;
+                let stored: Option<Session> = codec::get(&t.sessions, hash.as_slice())?;
                 if let Some(mut session) = stored {
                     session.last_seen_ms = seen_ms;
                     t.sessions

@@ -39,6 +39,7 @@ pub async fn list(
 ) -> Result<JsonResponse<Page<Value>>, ApiError> {
     caller.may(Permission::ReadAudit)?;
     let limit = page::limit(query.limit)?;
+    let (since_ms, until_ms) = time_bounds(query.since.as_deref(), query.until.as_deref())?;
     let before = query
         .cursor
         .as_deref()
@@ -58,16 +59,8 @@ pub async fn list(
             .transpose()?,
         actor: query.actor,
         target: query.target,
-        since_ms: query
-            .since
-            .as_deref()
-            .map(|t| instant("since", t))
-            .transpose()?,
-        until_ms: query
-            .until
-            .as_deref()
-            .map(|t| instant("until", t))
-            .transpose()?,
+        since_ms,
+        until_ms,
     };
     let events = console
         .audit_page(&caller.audit, filter, before, limit + 1)
@@ -99,16 +92,7 @@ pub async fn export(
     Query(query): Query<ExportQuery>,
 ) -> Result<Response, ApiError> {
     caller.may(Permission::ReadAudit)?;
-    let since = query
-        .since
-        .as_deref()
-        .map(|t| instant("since", t))
-        .transpose()?;
-    let until = query
-        .until
-        .as_deref()
-        .map(|t| instant("until", t))
-        .transpose()?;
+    let (since, until) = time_bounds(query.since.as_deref(), query.until.as_deref())?;
     let chunks = console.export_audit(&caller.audit, since, until).await?;
     // A storage failure mid-stream ends the body early; the log has the cause. A client sees a
     // truncated export, which the verifier reports.
@@ -128,6 +112,17 @@ pub async fn export(
 
 fn invalid(name: &str, value: &str) -> ApiError {
     ApiError::invalid_request(format!("unknown {name} {value:?}"))
+}
+
+/// The `since` and `until` filters, each Unix milliseconds or RFC 3339.
+fn time_bounds(
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<(Option<u64>, Option<u64>), ApiError> {
+    Ok((
+        since.map(|t| instant("since", t)).transpose()?,
+        until.map(|t| instant("until", t)).transpose()?,
+    ))
 }
 
 /// A time filter: Unix milliseconds or RFC 3339.
