@@ -225,12 +225,7 @@ async fn chat_events_stream_each_new_message() {
         .post_json("/api/chats", &app.admin_key, &json!({ "id": "live" }))
         .await;
     assert_eq!(created.status(), StatusCode::CREATED);
-    let mut events = send(
-        app.request(reqwest::Method::GET, "api/chats/live/events")
-            .bearer_auth(&app.admin_key),
-    )
-    .await;
-    assert_eq!(events.status(), StatusCode::OK);
+    let mut events = app.chat_events("live", &app.admin_key).await;
     assert!(
         events.headers()["content-type"]
             .to_str()
@@ -268,9 +263,7 @@ async fn agent_calls_and_degraded_outcomes_are_measured() {
     bad.behave(Behaviour::Status(429));
     send_ok(&app, "ops", "again", None).await;
 
-    let metrics = app.get_anonymous("metrics").await;
-    assert_eq!(metrics.status(), StatusCode::OK);
-    let text = metrics.text().await.expect("text");
+    let text = app.metrics().await;
     for line in [
         r#"sofiia_agent_requests_total{node="bad",outcome="error_status"} 1"#,
         r#"sofiia_agent_requests_total{node="good",outcome="ok"} 1"#,
@@ -311,12 +304,7 @@ async fn an_oversized_answer_is_refused_and_local_pacing_does_not_open_the_circu
     assert_eq!(reason(&paced), "llm_timeout", "{paced}");
     let health = expect_json(app.get_anonymous("api/health").await, StatusCode::OK).await;
     assert_eq!(health["checks"]["agents"]["status"], "ok", "{health}");
-    let metrics = app
-        .get_anonymous("metrics")
-        .await
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"sofiia_agent_requests_total{node="n",outcome="paced"} 1"#),
         "{metrics}"
@@ -331,12 +319,7 @@ async fn live_events_end_at_shutdown_and_when_the_key_is_revoked() {
         .post_json("/api/chats", &app.admin_key, &json!({ "id": "watched" }))
         .await;
     assert_eq!(created.status(), StatusCode::CREATED);
-    let mut watching = send(
-        app.request(reqwest::Method::GET, "api/chats/watched/events")
-            .bearer_auth(&viewer.secret),
-    )
-    .await;
-    assert_eq!(watching.status(), StatusCode::OK);
+    let mut watching = app.chat_events("watched", &viewer.secret).await;
     let revoked = app
         .delete(&format!("/api/admin/keys/{}", viewer.id), &app.admin_key)
         .await;
@@ -353,12 +336,7 @@ async fn live_events_end_at_shutdown_and_when_the_key_is_revoked() {
     assert!(!seen.contains("not for revoked eyes"), "{seen}");
 
     // An open stream does not hold up a graceful stop (which must end within its timeout).
-    let mut open = send(
-        app.request(reqwest::Method::GET, "api/chats/watched/events")
-            .bearer_auth(&app.admin_key),
-    )
-    .await;
-    assert_eq!(open.status(), StatusCode::OK);
+    let mut open = app.chat_events("watched", &app.admin_key).await;
     let started = std::time::Instant::now();
     let stopped = app.stop().await;
     assert!(

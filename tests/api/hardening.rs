@@ -190,18 +190,20 @@ async fn a_slow_loris_client_is_cut_off_while_others_are_served() {
 
 #[tokio::test]
 async fn requests_over_the_concurrency_cap_are_refused_not_queued() {
-    let (_stalled, app) =
+    let (stalled, app) =
         spawn_with_stalled_agent(&[("SOFIIA_HTTP__MAX_CONCURRENT_REQUESTS", "1")]).await;
     let stuck = tokio::spawn(send(app.send_request(
         "ops",
         &app.admin_key,
         &json!({ "text": "parked" }),
     )));
+    // Wait on the agent, not on the service: a probe request could take the only slot first.
     crate::helpers::eventually("the parked send holds the only slot", async || {
-        let response = app.get_anonymous("livez").await;
-        (response.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(response)
+        (stalled.calls() == 1).then_some(())
     })
     .await;
+    let livez = app.get_anonymous("livez").await;
+    assert_eq!(livez.status(), StatusCode::SERVICE_UNAVAILABLE);
     let refused = app.get("api/chats", &app.admin_key).await;
     assert!(refused.headers().get("retry-after").is_some());
     assert_error(refused, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
@@ -229,12 +231,7 @@ async fn unknown_methods_do_not_mint_metric_series() {
         let response = send(app.request(method, "livez")).await;
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     }
-    let metrics = app
-        .get_anonymous("metrics")
-        .await
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(!metrics.contains("FOO1"), "{metrics}");
     assert!(
         metrics.contains(r#"http_requests_total{method="OTHER",route="/livez",status="405"} 2"#),

@@ -220,6 +220,24 @@ impl TestApp {
         send(self.request(Method::GET, path)).await
     }
 
+    /// The Prometheus text of `GET /metrics` (which needs no credential).
+    pub async fn metrics(&self) -> String {
+        let response = self.get_anonymous("metrics").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("the metrics text")
+    }
+
+    /// Opens `GET /api/chats/{chat}/events` with `key` and asserts it is streaming.
+    pub async fn chat_events(&self, chat: &str, key: &str) -> Response {
+        let events = send(
+            self.request(Method::GET, &format!("api/chats/{chat}/events"))
+                .bearer_auth(key),
+        )
+        .await;
+        assert_eq!(events.status(), StatusCode::OK);
+        events
+    }
+
     pub async fn get(&self, path: &str, key: &str) -> Response {
         self.get_with_query(path, key, &[]).await
     }

@@ -38,6 +38,15 @@ async fn session_cookie(app: &TestApp, key: &str) -> String {
         .to_owned()
 }
 
+/// `POST /api/auth/logout` with the session cookie and the CSRF header.
+async fn logout(app: &TestApp, cookie: &str) -> Response {
+    send(
+        with_cookie(app, Method::POST, "api/auth/logout", cookie)
+            .header("x-requested-with", "sofiia-console"),
+    )
+    .await
+}
+
 fn with_cookie(app: &TestApp, method: Method, path: &str, cookie: &str) -> reqwest::RequestBuilder {
     app.request(method, path).header(COOKIE, cookie)
 }
@@ -106,11 +115,7 @@ async fn cookie_mutations_need_the_csrf_header() {
 async fn logout_ends_the_session_and_a_revoked_key_ends_its_sessions() {
     let app = spawn_app().await;
     let cookie = session_cookie(&app, &app.admin_key).await;
-    let logout = send(
-        with_cookie(&app, Method::POST, "api/auth/logout", &cookie)
-            .header("x-requested-with", "sofiia-console"),
-    )
-    .await;
+    let logout = logout(&app, &cookie).await;
     assert_eq!(logout.status(), StatusCode::NO_CONTENT);
     assert!(
         logout.headers()[SET_COOKIE]
@@ -291,11 +296,7 @@ async fn rotating_the_admin_token_ends_its_sessions() {
 async fn a_dead_session_cookie_does_not_count_toward_the_lockout() {
     let app = spawn_app().await;
     let cookie = session_cookie(&app, &app.admin_key).await;
-    let logout = send(
-        with_cookie(&app, Method::POST, "api/auth/logout", &cookie)
-            .header("x-requested-with", "sofiia-console"),
-    )
-    .await;
+    let logout = logout(&app, &cookie).await;
     assert_eq!(logout.status(), StatusCode::NO_CONTENT);
     for _ in 0..8 {
         let stale = send(with_cookie(&app, Method::GET, "api/chats", &cookie)).await;
