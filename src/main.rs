@@ -4,6 +4,12 @@ use clap::Parser;
 use sofiia_console::cli::{Cli, Command};
 use sofiia_console::commands;
 
+/// glibc's allocator serialises threads on its arena locks when memory allocated on one runtime
+/// worker is freed on another, which work-stealing makes routine; mimalloc frees to the owning
+/// thread without a lock (`docs/performance.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

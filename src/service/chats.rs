@@ -33,8 +33,7 @@ impl Console {
     pub async fn chat(&self, id: &str) -> Result<Chat, ServiceError> {
         check_chat_id(id)?;
         self.store
-            .chat(id.to_owned())
-            .await?
+            .chat(id.to_owned())?
             .ok_or(ServiceError::NotFound("chat"))
     }
 
@@ -68,7 +67,7 @@ impl Console {
         archived: Option<bool>,
         limit: usize,
     ) -> Result<Vec<Chat>, ServiceError> {
-        Ok(self.store.list_chats(after, archived, limit).await?)
+        Ok(self.store.list_chats(after, archived, limit)?)
     }
 
     pub async fn messages(
@@ -80,8 +79,7 @@ impl Console {
     ) -> Result<Vec<Message>, ServiceError> {
         check_chat_id(chat_id)?;
         self.store
-            .messages(chat_id.to_owned(), order, after, limit)
-            .await?
+            .messages(chat_id.to_owned(), order, after, limit)?
             .ok_or(ServiceError::NotFound("chat"))
     }
 }

@@ -37,7 +37,7 @@ impl Console {
             tracing::error!(event = "health", "the writer thread has stopped");
             return Check::new(Status::Error, "the database writer has stopped");
         }
-        match self.store.read(|_| Ok(())).await {
+        match self.store.read(|_| Ok(())) {
             Ok(()) => Check::new(Status::Ok, "read transaction opened"),
             Err(error) => {
                 tracing::error!(event = "health", %error, "database check failed");

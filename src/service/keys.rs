@@ -43,8 +43,7 @@ impl Keys {
         admin_token: Option<Secret>,
     ) -> Result<Self, ServiceError> {
         let ring = store
-            .all_keys()
-            .await?
+            .all_keys()?
             .into_iter()
             .map(|k| (k.id.clone(), k))
             .collect();

@@ -83,7 +83,7 @@ impl Console {
         let sessions = Sessions::load(&store, SessionPolicy::from_config(&config.auth)).await?;
         let lockouts = Lockouts::new(
             LockoutPolicy::from_config(&config.auth),
-            store.lockouts(clock.now_ms()).await?,
+            store.lockouts(clock.now_ms())?,
         );
         Ok(Self {
             store,

@@ -69,16 +69,13 @@ impl Console {
         loop {
             // Fast path: a finished request is answered from a read transaction.
             let now_ms = self.clock.now_ms();
-            let (record, quota) = self
-                .store
-                .idempotency_record(
-                    scope.clone(),
-                    key.clone(),
-                    request.chat_id.clone(),
-                    self.send_settings.limits,
-                    now_ms,
-                )
-                .await?;
+            let (record, quota) = self.store.idempotency_record(
+                scope.clone(),
+                key.clone(),
+                request.chat_id.clone(),
+                self.send_settings.limits,
+                now_ms,
+            )?;
             match decide(record.as_ref(), &fingerprint, now_ms) {
                 NextAction::Replay { status, body } => {
                     return Ok(SendResponse {
@@ -230,8 +227,7 @@ impl Console {
     ) -> Result<Vec<u8>, ServiceError> {
         let (pinned, history) = self
             .store
-            .agent_context(chat_id.clone(), self.agents.context_messages())
-            .await?;
+            .agent_context(chat_id.clone(), self.agents.context_messages())?;
         let answer = self.agents.answer(pinned.as_deref(), &history).await;
         if let Answer::Degraded(reason) = &answer {
             metrics::counter!(crate::monitoring::DEGRADED, "reason_code" => reason.code())

@@ -57,7 +57,7 @@ pub struct Opened {
 
 impl Sessions {
     pub async fn load(store: &Store, policy: SessionPolicy) -> Result<Self, ServiceError> {
-        let live = store.all_sessions().await?.into_iter().collect();
+        let live = store.all_sessions()?.into_iter().collect();
         Ok(Self {
             policy,
             live: RwLock::new(live),

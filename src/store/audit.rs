@@ -116,12 +116,12 @@ impl Store {
         before_seq: Option<u64>,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        self.read(move |txn| page(txn, &filter, before_seq, limit))
+        self.scan(move |txn| page(txn, &filter, before_seq, limit))
             .await
     }
 
     pub async fn verify_audit(&self) -> Result<Verification, StoreError> {
-        self.read(verify).await
+        self.scan(verify).await
     }
 
     /// Streams the events with `since_ms <= ts_ms < until_ms` as NDJSON, oldest first, from one

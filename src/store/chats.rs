@@ -62,13 +62,12 @@ impl Store {
             .await
     }
 
-    pub async fn chat(&self, id: String) -> Result<Option<Chat>, StoreError> {
+    pub fn chat(&self, id: String) -> Result<Option<Chat>, StoreError> {
         self.read(move |txn| load(&txn.open_table(CHATS)?, &id))
-            .await
     }
 
     /// One page of the chat index strictly after `after`, optionally only (un)archived chats.
-    pub async fn list_chats(
+    pub fn list_chats(
         &self,
         after: Option<ChatCursor>,
         archived: Option<bool>,
@@ -101,7 +100,6 @@ impl Store {
             }
             Ok(page)
         })
-        .await
     }
 }
 

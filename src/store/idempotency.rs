@@ -107,7 +107,7 @@ pub struct FinishSend {
 impl Store {
     /// The record under `(scope, key)` and the sender's rate-limit standing, read without the
     /// writer (the replay fast path).
-    pub async fn idempotency_record(
+    pub fn idempotency_record(
         &self,
         scope: String,
         key: IdempotencyKey,
@@ -121,7 +121,6 @@ impl Store {
             let quota = rate::standing(&windows, &limits, &chat_id, &scope, now_ms)?;
             Ok((record, quota))
         })
-        .await
     }
 
     pub async fn begin_send(&self, send: BeginSend) -> Result<Begun, StoreError> {

@@ -57,13 +57,12 @@ impl Store {
             .await
     }
 
-    pub async fn all_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+    pub fn all_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
         self.read(|txn| {
             txn.open_table(API_KEYS)?
                 .iter()?
                 .map(|row| codec::decode(row?.1.value()))
                 .collect()
         })
-        .await
     }
 }

@@ -24,7 +24,7 @@ impl Store {
     }
 
     /// Every lockout still in force at `now_ms`.
-    pub async fn lockouts(&self, now_ms: u64) -> Result<Vec<(String, u64)>, StoreError> {
+    pub fn lockouts(&self, now_ms: u64) -> Result<Vec<(String, u64)>, StoreError> {
         self.read(move |txn| {
             let mut active = Vec::new();
             for row in txn.open_table(LOCKOUTS)?.iter()? {
@@ -35,6 +35,5 @@ impl Store {
             }
             Ok(active)
         })
-        .await
     }
 }

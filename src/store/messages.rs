@@ -34,7 +34,7 @@ pub(super) struct Draft {
 impl Store {
     /// What an agent call needs: the node the chat is pinned to, and its last `turns` operator
     /// and agent messages, oldest first (system notices are not conversation).
-    pub async fn agent_context(
+    pub fn agent_context(
         &self,
         chat_id: String,
         turns: usize,
@@ -57,12 +57,11 @@ impl Store {
             recent.reverse();
             Ok((pinned, recent))
         })
-        .await
     }
 
     /// One page of a chat's messages strictly after `after` in `order`; `None` when the chat
     /// does not exist.
-    pub async fn messages(
+    pub fn messages(
         &self,
         chat_id: String,
         order: Order,
@@ -92,7 +91,6 @@ impl Store {
                 .collect::<Result<_, _>>()
                 .map(Some)
         })
-        .await
     }
 }
 

@@ -1,8 +1,9 @@
 //! The only code that touches redb: tables, envelopes, schema, the group-commit writer, and one
 //! file per kind of record with the reads and writes it supports.
 //!
-//! Reads run in read transactions moved off the async runtime (`Store::read`); writes go
-//! through the single `Writer`.
+//! Bounded reads run in read transactions on the caller's thread (`Store::read`), reads that
+//! grow with the data off the async runtime (`Store::scan`); writes go through the single
+//! `Writer`.
 
 pub mod audit;
 pub mod chats;
@@ -112,13 +113,24 @@ impl Store {
         &self.writer
     }
 
-    /// Runs `f` in a read transaction, off the async runtime: `block_in_place` hands this
-    /// worker's other tasks to the rest of the runtime while the read runs, so a read that
-    /// waits on the disk stalls nobody else. Unlike `spawn_blocking` it needs no thread hand-off
-    /// for the common read served from the page cache (measured: +10 % replays, +33 % message
-    /// pages; `docs/performance.md`). Requires the multi-threaded runtime, which is the only one
-    /// this binary runs.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` in a read transaction on the calling task's thread.
+    ///
+    /// For bounded reads only — point lookups and one page of rows — which redb serves from
+    /// its page cache in microseconds: moving them off the runtime (`block_in_place` hands the
+    /// worker to a fresh thread, `spawn_blocking` hands the read to one) costs two context
+    /// switches, more than the read itself (`docs/performance.md`). Work that grows with the
+    /// data goes through `scan`.
+    pub fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+    {
+        f(&self.begin_read()?)
+    }
+
+    /// Runs `f` in a read transaction off the async runtime, for reads whose cost grows with the
+    /// data (filtered audit queries, chain verification): the worker's other tasks move to
+    /// other threads while it runs, so a long walk stalls no request.
+    pub async fn scan<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&ReadTransaction) -> Result<T, StoreError>,
     {

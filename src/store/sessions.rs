@@ -57,7 +57,7 @@ impl Store {
             .await
     }
 
-    pub async fn all_sessions(&self) -> Result<Vec<(TokenHash, Session)>, StoreError> {
+    pub fn all_sessions(&self) -> Result<Vec<(TokenHash, Session)>, StoreError> {
         self.read(|txn| {
             let mut all = Vec::new();
             for row in txn.open_table(SESSIONS)?.iter()? {
@@ -70,6 +70,5 @@ impl Store {
             }
             Ok(all)
         })
-        .await
     }
 }
