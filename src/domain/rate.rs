@@ -76,7 +76,7 @@ impl Limit {
 }
 
 /// What a send is metered against (SPEC §7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     Chat,
     Operator,

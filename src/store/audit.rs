@@ -2,7 +2,8 @@
 //! export (SPEC §9).
 //!
 //! `append` is called by every audited write *inside its own write transaction*, so an action and
-//! its record commit or vanish together. The chain head (`seq`, `ts_ms`, `hash`) lives in `meta`.
+//! its record commit or vanish together. The chain head (`seq`, `ts_ms`, `hash`) lives in `meta`,
+//! written back once per batch (`batch`).
 
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
@@ -10,15 +11,15 @@ use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata}
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::batch::{AUDIT_HEAD_KEY, WriteTables};
 use super::codec;
 use super::tables::{
-    AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET, META, WriteTables,
+    AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET, META,
 };
 use super::{Store, StoreError};
 use crate::domain::audit::{Draft, Event, Filter, GENESIS, Hash, Outcome};
 use crate::failpoints;
 
-const HEAD_KEY: &str = "audit_head";
 /// Export lines are sent to the client in chunks of about this size.
 const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -66,7 +67,7 @@ pub(super) fn append(t: &mut WriteTables<'_>, draft: Draft) -> Result<Event, Sto
     if failpoints::fails("audit.append") {
         return Err(StoreError::Database("failpoint audit.append".into()));
     }
-    let head = codec::get(&t.meta, HEAD_KEY)?.unwrap_or(EMPTY_HEAD);
+    let head = t.audit_head()?.unwrap_or(EMPTY_HEAD);
     let event = Event::chain(
         draft.record,
         head.seq + 1,
@@ -90,8 +91,7 @@ pub(super) fn append(t: &mut WriteTables<'_>, draft: Draft) -> Result<Event, Sto
         ts_ms: event.ts_ms,
         hash: event.hash,
     };
-    t.meta
-        .insert(HEAD_KEY, codec::encode(&new_head)?.as_slice())?;
+    t.set_audit_head(new_head);
     Ok(event)
 }
 
@@ -348,7 +348,7 @@ fn tighter_upper(high: SeqBound, before: u64) -> SeqBound {
 fn verify(txn: &ReadTransaction) -> Result<Verification, StoreError> {
     let events = txn.open_table(AUDIT)?;
     // A damaged head is a finding to report, not a reason to fail the verification.
-    let head = match txn.open_table(META)?.get(HEAD_KEY)? {
+    let head = match txn.open_table(META)?.get(AUDIT_HEAD_KEY)? {
         Some(raw) => codec::decode::<Head>(raw.value()).ok(),
         None => Some(EMPTY_HEAD),
     };

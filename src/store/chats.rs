@@ -1,6 +1,6 @@
 //! Chats and the activity index.
 
-use redb::{ReadableTable, Table};
+use redb::ReadableTable;
 
 use super::audit;
 use super::codec::{self, Record};
@@ -19,9 +19,6 @@ impl Record for Chat {
 #[derive(Debug)]
 pub struct ChatExists;
 
-pub(super) type ChatTable<'t> = Table<'t, &'static str, &'static [u8]>;
-pub(super) type ChatIndexTable<'t> = Table<'t, (u64, &'static str), ()>;
-
 impl Store {
     /// Creates `chat` and records `audit` with it.
     pub async fn create_chat(
@@ -31,10 +28,10 @@ impl Store {
     ) -> Result<Result<Chat, ChatExists>, StoreError> {
         self.writer()
             .execute(move |t| {
-                if t.chats.get(chat.id.as_str())?.is_some() {
+                if t.chat(&chat.id)?.is_some() {
                     return Ok(Err(ChatExists));
                 }
-                save(&mut t.chats, &mut t.chat_index, &chat, None)?;
+                t.put_chat(chat.clone())?;
                 audit::append(t, audit)?;
                 Ok(Ok(chat))
             })
@@ -50,12 +47,11 @@ impl Store {
     ) -> Result<Option<Chat>, StoreError> {
         self.writer()
             .execute(move |t| {
-                let Some(mut chat) = load(&t.chats, &id)? else {
+                let Some(mut chat) = t.chat(&id)? else {
                     return Ok(None);
                 };
-                let activity = chat.activity_ms;
                 patch.apply(&mut chat);
-                save(&mut t.chats, &mut t.chat_index, &chat, Some(activity))?;
+                t.put_chat(chat.clone())?;
                 audit::append(t, audit)?;
                 Ok(Some(chat))
             })
@@ -108,22 +104,4 @@ pub(super) fn load(
     id: &str,
 ) -> Result<Option<Chat>, StoreError> {
     codec::get(chats, id)
-}
-
-/// Writes `chat` and keeps the activity index in step. `previous_activity` is the activity the
-/// index currently holds for it (`None` for a new chat).
-pub(super) fn save(
-    chats: &mut ChatTable<'_>,
-    index: &mut ChatIndexTable<'_>,
-    chat: &Chat,
-    previous_activity: Option<u64>,
-) -> Result<(), StoreError> {
-    chats.insert(chat.id.as_str(), codec::encode(chat)?.as_slice())?;
-    if previous_activity != Some(chat.activity_ms) {
-        if let Some(previous) = previous_activity {
-            index.remove(chat_index_key(previous, &chat.id))?;
-        }
-        index.insert(chat_index_key(chat.activity_ms, &chat.id), ())?;
-    }
-    Ok(())
 }

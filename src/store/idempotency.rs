@@ -8,11 +8,12 @@
 use redb::{ReadableTable, Table};
 
 use super::audit;
+use super::batch::WriteTables;
 use super::codec::{self, Record};
 use super::messages::{self, Draft};
 use super::rate::{self, Charge};
-use super::tables::{IDEMPOTENCY, RATE_WINDOWS, WriteTables};
-use super::{Store, StoreError, chats};
+use super::tables::{IDEMPOTENCY, RATE_WINDOWS};
+use super::{Store, StoreError};
 use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::domain::chat;
 use crate::domain::idempotency::{
@@ -124,13 +125,22 @@ impl Store {
     }
 
     pub async fn begin_send(&self, send: BeginSend) -> Result<Begun, StoreError> {
-        self.writer().execute(move |t| begin(t, send)).await
+        self.writer()
+            .execute(move |t| {
+                let (begun, claimed) = begin(t, send)?;
+                if let Some(claimed) = claimed {
+                    claimed.save(t)?;
+                }
+                Ok(begun)
+            })
+            .await
     }
 
     /// Both transactions of a send in one, for an answer known before the send starts (no
     /// agent to call): with no call to wait for there is no window between claim and reply to
     /// protect, so the claim, the message, the answer and the completed record commit together.
-    /// `Finished` is present when the send was stored (or taken over) and answered.
+    /// `Finished` is present when the send was stored (or taken over) and answered. A new key's
+    /// record is written once, already completed.
     pub async fn send_answered(
         &self,
         send: BeginSend,
@@ -146,12 +156,14 @@ impl Store {
                     .map(|c| (c.scope.clone(), c.key.clone()));
                 let audit = send.audit.clone();
                 let now_ms = send.now_ms;
-                let begun = begin(t, send)?;
+                let (begun, claimed) = begin(t, send)?;
                 let (operator, took_over) = match &begun {
                     Begun::Stored { message, .. } => (message.clone(), false),
                     Begun::TakenOver { message, .. } => (message.clone(), true),
                     _ => return Ok((begun, None)),
                 };
+                // A taken-over key has a record to complete; a new one is written below.
+                let completes = completes.filter(|_| claimed.is_none());
                 let finished = finish_op(
                     t,
                     FinishSend {
@@ -165,6 +177,13 @@ impl Store {
                         audit,
                     },
                 )?;
+                if let Some(mut claimed) = claimed {
+                    claimed.record.state = RecordState::Completed {
+                        status: 200,
+                        body: finished.body.clone(),
+                    };
+                    claimed.save(t)?;
+                }
                 Ok((begun, Some(finished)))
             })
             .await
@@ -176,7 +195,32 @@ impl Store {
     }
 }
 
-fn begin(t: &mut WriteTables<'_>, send: BeginSend) -> Result<Begun, StoreError> {
+/// A key claimed by a send whose record is not written yet: the caller writes it once, in the
+/// state its transaction leaves the send in.
+struct Claimed {
+    scope: String,
+    key: IdempotencyKey,
+    record: IdempotencyRecord,
+    /// The expiry of an expired record this claim replaces, whose index entry goes with it.
+    replaces_expiry: Option<u64>,
+}
+
+impl Claimed {
+    fn save(self, t: &mut WriteTables<'_>) -> Result<(), StoreError> {
+        let (scope, key) = (self.scope.as_str(), self.key.as_str());
+        if let Some(expired_ms) = self.replaces_expiry {
+            t.idempotency_expiry.remove((expired_ms, scope, key))?;
+        }
+        save_record(&mut t.idempotency, scope, &self.key, &self.record)?;
+        t.idempotency_expiry
+            .insert((self.record.expires_ms, scope, key), ())?;
+        Ok(())
+    }
+}
+
+/// The first half of a send. When it stores the message under a new claim, the claim's record
+/// (in progress, naming the message) comes back unsaved with it.
+fn begin(t: &mut WriteTables<'_>, send: BeginSend) -> Result<(Begun, Option<Claimed>), StoreError> {
     // A record that expired may still sit under this key; claiming replaces it.
     let mut expired = None;
     if let Some(claim) = &send.claim {
@@ -189,51 +233,50 @@ fn begin(t: &mut WriteTables<'_>, send: BeginSend) -> Result<Begun, StoreError> 
                     messages::load(&t.messages, &chat_id, message)?.ok_or_else(|| {
                         StoreError::Corrupt("in-progress record names a missing message".into())
                     })?;
-                return Ok(Begun::TakenOver {
+                let quota = standing(t, &send)?;
+                let taken_over = Begun::TakenOver {
                     message: operator,
-                    quota: standing(t, &send)?,
-                });
+                    quota,
+                };
+                return Ok((taken_over, None));
             }
             NextAction::Replay { status, body } => {
-                return Ok(Begun::Replay {
+                let quota = standing(t, &send)?;
+                let replay = Begun::Replay {
                     status,
                     body,
-                    quota: standing(t, &send)?,
-                });
+                    quota,
+                };
+                return Ok((replay, None));
             }
-            NextAction::Mismatch => return Ok(Begun::Mismatch),
+            NextAction::Mismatch => return Ok((Begun::Mismatch, None)),
         }
     }
 
-    let existing_chat = chats::load(&t.chats, &send.chat_id)?;
+    let existing_chat = t.chat(&send.chat_id)?;
     if existing_chat.is_none() && !send.auto_create_chat {
-        return Ok(Begun::ChatNotFound);
+        return Ok((Begun::ChatNotFound, None));
     }
-    let quota = match rate::charge(
-        &mut t.rate_windows,
-        &send.limits,
-        &send.chat_id,
-        &send.author,
-        send.now_ms,
-    )? {
+    let quota = match rate::charge(t, &send.limits, &send.chat_id, &send.author, send.now_ms)? {
         Charge::Admitted(quota) => quota,
         Charge::Refused {
             scope,
             retry_after_ms,
             quota,
         } => {
-            return Ok(Begun::RateLimited {
+            let limited = Begun::RateLimited {
                 scope,
                 retry_after_ms,
                 quota,
-            });
+            };
+            return Ok((limited, None));
         }
     };
-    let mut chat = match existing_chat {
+    let chat = match existing_chat {
         Some(chat) => chat,
         None => {
+            // Stored by the append below, with its first message.
             let chat = chat::implicit(&send.chat_id, send.now_ms);
-            chats::save(&mut t.chats, &mut t.chat_index, &chat, None)?;
             let created = send.audit.draft(
                 send.now_ms,
                 Action::ChatCreate,
@@ -266,25 +309,11 @@ fn begin(t: &mut WriteTables<'_>, send: BeginSend) -> Result<Begun, StoreError> 
         node: None,
         model: None,
     };
-    let message = messages::append(
-        &mut t.messages,
-        &mut t.chats,
-        &mut t.chat_index,
-        &mut chat,
-        draft,
-        send.now_ms,
-    )?;
+    let message = messages::append(t, chat, draft, send.now_ms)?;
     audit::append(t, sent.detail("seq", message.seq))?;
 
-    if let Some(claim) = send.claim {
-        if let Some(expired) = expired {
-            t.idempotency_expiry.remove((
-                expired.expires_ms,
-                claim.scope.as_str(),
-                claim.key.as_str(),
-            ))?;
-        }
-        let record = IdempotencyRecord {
+    let claimed = send.claim.map(|claim| Claimed {
+        record: IdempotencyRecord {
             fingerprint: claim.fingerprint,
             chat_id: send.chat_id,
             created_ms: send.now_ms,
@@ -292,29 +321,22 @@ fn begin(t: &mut WriteTables<'_>, send: BeginSend) -> Result<Begun, StoreError> 
             state: RecordState::InProgress {
                 message: message.position(),
             },
-        };
-        save_record(&mut t.idempotency, &claim.scope, &claim.key, &record)?;
-        t.idempotency_expiry.insert(
-            (claim.expires_ms, claim.scope.as_str(), claim.key.as_str()),
-            (),
-        )?;
-    }
-    Ok(Begun::Stored { message, quota })
+        },
+        scope: claim.scope,
+        key: claim.key,
+        replaces_expiry: expired.map(|r| r.expires_ms),
+    });
+    Ok((Begun::Stored { message, quota }, claimed))
 }
 
 /// The sender's standing, read inside the writer without charging.
 fn standing(t: &WriteTables<'_>, send: &BeginSend) -> Result<Quota, StoreError> {
-    rate::standing(
-        &t.rate_windows,
-        &send.limits,
-        &send.chat_id,
-        &send.author,
-        send.now_ms,
-    )
+    rate::standing(t, &send.limits, &send.chat_id, &send.author, send.now_ms)
 }
 
 fn finish_op(t: &mut WriteTables<'_>, finish: FinishSend) -> Result<Finished, StoreError> {
-    let mut chat = chats::load(&t.chats, &finish.chat_id)?
+    let chat = t
+        .chat(&finish.chat_id)?
         .ok_or_else(|| StoreError::Corrupt(format!("chat {} vanished mid-send", finish.chat_id)))?;
     let draft = match &finish.answer {
         Answer::Reply { text, node, model } => Draft {
@@ -338,14 +360,7 @@ fn finish_op(t: &mut WriteTables<'_>, finish: FinishSend) -> Result<Finished, St
             model: None,
         },
     };
-    let stored = messages::append(
-        &mut t.messages,
-        &mut t.chats,
-        &mut t.chat_index,
-        &mut chat,
-        draft,
-        finish.now_ms,
-    )?;
+    let stored = messages::append(t, chat, draft, finish.now_ms)?;
     let mut replied = finish
         .audit
         .draft(

@@ -2,9 +2,9 @@
 
 use std::ops::Bound::{Excluded, Included};
 
-use redb::{ReadableTable, Table};
+use redb::ReadableTable;
 
-use super::chats::{ChatIndexTable, ChatTable, save};
+use super::batch::WriteTables;
 use super::codec::{self, Record};
 use super::tables::{CHATS, MESSAGES};
 use super::{Store, StoreError};
@@ -16,8 +16,6 @@ impl Record for Message {
     const VERSION: u8 = 1;
     const NAME: &'static str = "message";
 }
-
-pub(super) type MessageTable<'t> = Table<'t, (&'static str, u64, u64), &'static [u8]>;
 
 /// A message about to be appended; the writer assigns its place.
 pub(super) struct Draft {
@@ -96,16 +94,13 @@ impl Store {
 
 /// Appends a message to `chat`: the next `seq`, and a timestamp no earlier than the chat's latest,
 /// so `(ts_ms, seq)` order equals insertion order and paging never skips a late-inserted row.
-/// Saves the chat with its new activity.
+/// Stores the chat with its new activity.
 pub(super) fn append(
-    messages: &mut MessageTable<'_>,
-    chats: &mut ChatTable<'_>,
-    index: &mut ChatIndexTable<'_>,
-    chat: &mut Chat,
+    t: &mut WriteTables<'_>,
+    mut chat: Chat,
     draft: Draft,
     now_ms: u64,
 ) -> Result<Message, StoreError> {
-    let previous_activity = chat.activity_ms;
     let message = Message {
         id: draft.id,
         seq: chat.last_seq + 1,
@@ -118,13 +113,13 @@ pub(super) fn append(
         node: draft.node,
         model: draft.model,
     };
-    messages.insert(
+    t.messages.insert(
         (chat.id.as_str(), message.ts_ms, message.seq),
         codec::encode(&message)?.as_slice(),
     )?;
     chat.last_seq = message.seq;
     chat.activity_ms = message.ts_ms;
-    save(chats, index, chat, Some(previous_activity))?;
+    t.put_chat(chat)?;
     Ok(message)
 }
 

@@ -6,6 +6,7 @@
 //! `Writer`.
 
 pub mod audit;
+mod batch;
 pub mod chats;
 pub mod codec;
 pub mod idempotency;

@@ -5,9 +5,8 @@
 //! point every send passes, in order) and durable with the message it admits, so a restart never
 //! hands out a fresh burst and a refused request leaves nothing behind.
 
-use redb::{ReadableTable, Table};
-
 use super::StoreError;
+use super::batch::WriteTables;
 use crate::domain::rate::{Decision, Meter, Quota, Scope, SendLimits};
 
 /// The outcome of charging a send.
@@ -23,14 +22,14 @@ pub enum Charge {
 
 /// Charges one request to the chat's and the operator's windows, both or neither.
 pub(super) fn charge(
-    windows: &mut Table<'_, (&'static str, &'static str), u64>,
+    t: &mut WriteTables<'_>,
     limits: &SendLimits,
     chat_id: &str,
     operator: &str,
     now_ms: u64,
 ) -> Result<Charge, StoreError> {
-    let chat_tat = tat(windows, Scope::Chat, chat_id)?;
-    let operator_tat = tat(windows, Scope::Operator, operator)?;
+    let chat_tat = t.rate_window(Scope::Chat, chat_id)?;
+    let operator_tat = t.rate_window(Scope::Operator, operator)?;
     let chat = limits.chat.decide(chat_tat, now_ms);
     let op = limits.operator.decide(operator_tat, now_ms);
     let standing = Quota {
@@ -69,8 +68,8 @@ pub(super) fn charge(
             "rate decision neither admitted nor refused".into(),
         ));
     };
-    windows.insert((Scope::Chat.as_str(), chat_id), chat_next)?;
-    windows.insert((Scope::Operator.as_str(), operator), op_next)?;
+    t.set_rate_window(Scope::Chat, chat_id, chat_next);
+    t.set_rate_window(Scope::Operator, operator, op_next);
     Ok(Charge::Admitted(Quota {
         chat: Meter {
             remaining: chat_remaining,
@@ -85,26 +84,37 @@ pub(super) fn charge(
 
 /// Both scopes' standing without charging (for replays, which cost nothing).
 pub(super) fn standing(
-    windows: &impl ReadableTable<(&'static str, &'static str), u64>,
+    windows: &impl Windows,
     limits: &SendLimits,
     chat_id: &str,
     operator: &str,
     now_ms: u64,
 ) -> Result<Quota, StoreError> {
     Ok(Quota {
-        chat: Meter::of(&limits.chat, tat(windows, Scope::Chat, chat_id)?, now_ms),
+        chat: Meter::of(&limits.chat, windows.tat(Scope::Chat, chat_id)?, now_ms),
         operator: Meter::of(
             &limits.operator,
-            tat(windows, Scope::Operator, operator)?,
+            windows.tat(Scope::Operator, operator)?,
             now_ms,
         ),
     })
 }
 
-fn tat(
-    windows: &impl ReadableTable<(&'static str, &'static str), u64>,
-    scope: Scope,
-    key: &str,
-) -> Result<Option<u64>, StoreError> {
-    Ok(windows.get((scope.as_str(), key))?.map(|v| v.value()))
+/// Where windows are read from: the table in a read transaction, or a batch in the writer
+/// (which sees the batch's own charges).
+pub(super) trait Windows {
+    /// The theoretical arrival time (GCRA state) of a metered key, if it has one.
+    fn tat(&self, scope: Scope, key: &str) -> Result<Option<u64>, StoreError>;
+}
+
+impl Windows for redb::ReadOnlyTable<(&'static str, &'static str), u64> {
+    fn tat(&self, scope: Scope, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.get((scope.as_str(), key))?.map(|v| v.value()))
+    }
+}
+
+impl Windows for WriteTables<'_> {
+    fn tat(&self, scope: Scope, key: &str) -> Result<Option<u64>, StoreError> {
+        self.rate_window(scope, key)
+    }
 }

@@ -3,7 +3,7 @@
 //! Keys are tuples of fixed-width integers and strings, which redb orders field by field, so a
 //! range scan over a key prefix is an index scan. Values are envelopes (see `codec`).
 
-use redb::{Table, TableDefinition, WriteTransaction};
+use redb::TableDefinition;
 
 /// `name → bytes`: schema version (u32 LE) and, later, chain heads and checkpoints.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -59,49 +59,4 @@ pub const AUDIT_BY_OUTCOME: TableDefinition<(&str, u64), ()> =
 /// The chat index key for a chat with the given activity time.
 pub fn chat_index_key(activity_ms: u64, id: &str) -> (u64, &str) {
     (u64::MAX - activity_ms, id)
-}
-
-/// Every table, opened once per write transaction and shared by all operations of the batch.
-///
-/// Opening a redb table is a lookup in the table tree, and closing it writes its root back;
-/// paid once per batch rather than once per use, it stops dominating small operations. The
-/// writer opens this at the start of a batch and drops it before committing.
-pub struct WriteTables<'t> {
-    pub meta: Table<'t, &'static str, &'static [u8]>,
-    pub chats: Table<'t, &'static str, &'static [u8]>,
-    pub chat_index: Table<'t, (u64, &'static str), ()>,
-    pub messages: Table<'t, (&'static str, u64, u64), &'static [u8]>,
-    pub idempotency: Table<'t, (&'static str, &'static str), &'static [u8]>,
-    pub idempotency_expiry: Table<'t, (u64, &'static str, &'static str), ()>,
-    pub rate_windows: Table<'t, (&'static str, &'static str), u64>,
-    pub lockouts: Table<'t, &'static str, u64>,
-    pub sessions: Table<'t, &'static [u8], &'static [u8]>,
-    pub api_keys: Table<'t, &'static str, &'static [u8]>,
-    pub audit: Table<'t, u64, &'static [u8]>,
-    pub audit_by_actor: Table<'t, (&'static str, u64), ()>,
-    pub audit_by_action: Table<'t, (&'static str, u64), ()>,
-    pub audit_by_target: Table<'t, (&'static str, u64), ()>,
-    pub audit_by_outcome: Table<'t, (&'static str, u64), ()>,
-}
-
-impl<'t> WriteTables<'t> {
-    pub fn open(txn: &'t WriteTransaction) -> Result<Self, redb::TableError> {
-        Ok(Self {
-            meta: txn.open_table(META)?,
-            chats: txn.open_table(CHATS)?,
-            chat_index: txn.open_table(CHAT_INDEX)?,
-            messages: txn.open_table(MESSAGES)?,
-            idempotency: txn.open_table(IDEMPOTENCY)?,
-            idempotency_expiry: txn.open_table(IDEMPOTENCY_EXPIRY)?,
-            rate_windows: txn.open_table(RATE_WINDOWS)?,
-            lockouts: txn.open_table(LOCKOUTS)?,
-            sessions: txn.open_table(SESSIONS)?,
-            api_keys: txn.open_table(API_KEYS)?,
-            audit: txn.open_table(AUDIT)?,
-            audit_by_actor: txn.open_table(AUDIT_BY_ACTOR)?,
-            audit_by_action: txn.open_table(AUDIT_BY_ACTION)?,
-            audit_by_target: txn.open_table(AUDIT_BY_TARGET)?,
-            audit_by_outcome: txn.open_table(AUDIT_BY_OUTCOME)?,
-        })
-    }
 }

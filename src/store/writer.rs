@@ -20,7 +20,7 @@ use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
-use super::tables::WriteTables;
+use super::batch::WriteTables;
 
 /// Most operations applied in one transaction. Large enough to amortise an fsync over many
 /// callers, small enough that one commit never holds a caller for long.
@@ -140,7 +140,12 @@ fn commit_batch(db: &Database, batch: &mut [Box<dyn Job>]) -> Result<(), StoreEr
         .map_err(|e| StoreError::Database(e.to_string()))?;
     let applied = WriteTables::open(&txn)
         .map_err(StoreError::from)
-        .and_then(|mut tables| batch.iter_mut().try_for_each(|job| job.apply(&mut tables)));
+        .and_then(|mut tables| {
+            batch
+                .iter_mut()
+                .try_for_each(|job| job.apply(&mut tables))?;
+            tables.flush()
+        });
     if let Err(error) = applied {
         txn.abort()?;
         return Err(error);

@@ -1,5 +1,8 @@
+use std::sync::Arc;
+
 use reqwest::StatusCode;
 use serde_json::json;
+use tokio::task::JoinSet;
 
 use crate::helpers::{assert_error, expect_json, ids, spawn_app, spawn_app_with};
 
@@ -225,4 +228,45 @@ async fn chat_list_paging_visits_every_chat_exactly_once() {
     let paged = app.all_pages("/api/chats", &[], 4).await;
 
     assert_eq!(ids(&paged), expected);
+}
+
+/// Concurrent sends land in shared write batches, where a chat's record and its place in the
+/// activity index are written once for several messages: the list must still hold every chat
+/// exactly once, newest activity first, each agreeing with its own history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sends_leave_one_index_entry_per_chat() {
+    const CHATS: usize = 6;
+    const SENDS_PER_CHAT: usize = 15;
+    let app = Arc::new(spawn_app().await);
+    let mut sends = JoinSet::new();
+    for i in 0..CHATS * SENDS_PER_CHAT {
+        let app = Arc::clone(&app);
+        sends.spawn(async move { app.send_text(&format!("busy-{}", i % CHATS), "hello").await });
+    }
+    sends.join_all().await;
+
+    let listed = app.page("/api/chats", &[("limit", "100")]).await.items;
+
+    let mut listed_ids: Vec<&str> = ids(&listed);
+    listed_ids.sort_unstable();
+    let expected: Vec<String> = (0..CHATS).map(|i| format!("busy-{i}")).collect();
+    assert_eq!(listed_ids, expected);
+    let activity: Vec<u64> = listed
+        .iter()
+        .map(|chat| chat["activity_ms"].as_u64().expect("activity_ms"))
+        .collect();
+    assert!(activity.is_sorted_by(|a, b| a >= b), "{activity:?}");
+    for chat in &listed {
+        let id = chat["id"].as_str().expect("id");
+        let history = app.history(id).await;
+        let newest = history.last().expect("messages");
+        assert_eq!(history.len(), SENDS_PER_CHAT * 2, "{id}");
+        assert_eq!(chat["activity_ms"], newest["ts_ms"], "{id}");
+        let read = expect_json(
+            app.get(&format!("/api/chats/{id}"), &app.admin_key).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(read, *chat);
+    }
 }

@@ -1,0 +1,177 @@
+//! `WriteTables`: one write transaction's tables, shared by every operation of a batch, with a
+//! write-back for the few records nearly every send rewrites.
+//!
+//! Opening a redb table is a lookup in the table tree and closing it writes its root back; paid
+//! once per batch rather than once per use, it stops dominating small operations.
+//!
+//! A send rewrites its chat twice (one message in, one answer out, each moving the chat in the
+//! activity index), both rate windows, and the audit chain head twice. Within a batch of sends
+//! those are the same few records over and over, so they are kept here, read through and
+//! written once when the batch is flushed: the chat record and its index entry once per chat, the
+//! operator's window once per operator, the chain head once per batch. Callers see exactly what
+//! they would see had every write gone straight to its table.
+//!
+//! Invariant: the chats, chat index, rate windows and the chain head are reached only through
+//! the methods here, never through the raw tables, so nothing reads around the write-back.
+
+use std::collections::HashMap;
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use super::StoreError;
+use super::audit::Head;
+use super::codec;
+use super::tables::{
+    API_KEYS, AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET,
+    CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META, RATE_WINDOWS,
+    SESSIONS, chat_index_key,
+};
+use crate::domain::chat::Chat;
+use crate::domain::rate::Scope;
+
+/// Where the audit chain head is kept in `meta`.
+pub const AUDIT_HEAD_KEY: &str = "audit_head";
+
+pub struct WriteTables<'t> {
+    pub messages: Table<'t, (&'static str, u64, u64), &'static [u8]>,
+    pub idempotency: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    pub idempotency_expiry: Table<'t, (u64, &'static str, &'static str), ()>,
+    pub lockouts: Table<'t, &'static str, u64>,
+    pub sessions: Table<'t, &'static [u8], &'static [u8]>,
+    pub api_keys: Table<'t, &'static str, &'static [u8]>,
+    pub audit: Table<'t, u64, &'static [u8]>,
+    pub audit_by_actor: Table<'t, (&'static str, u64), ()>,
+    pub audit_by_action: Table<'t, (&'static str, u64), ()>,
+    pub audit_by_target: Table<'t, (&'static str, u64), ()>,
+    pub audit_by_outcome: Table<'t, (&'static str, u64), ()>,
+    meta: Table<'t, &'static str, &'static [u8]>,
+    chats: Table<'t, &'static str, &'static [u8]>,
+    chat_index: Table<'t, (u64, &'static str), ()>,
+    rate_windows: Table<'t, (&'static str, &'static str), u64>,
+    pending: Pending,
+}
+
+/// Records written in this batch and not yet in their tables.
+#[derive(Default)]
+struct Pending {
+    chats: HashMap<String, PendingChat>,
+    rate_windows: HashMap<Scope, HashMap<String, u64>>,
+    audit_head: Option<Head>,
+}
+
+struct PendingChat {
+    chat: Chat,
+    /// The activity the chat index holds for this chat (`None`: not indexed yet).
+    indexed_activity: Option<u64>,
+}
+
+impl<'t> WriteTables<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<Self, redb::TableError> {
+        Ok(Self {
+            messages: txn.open_table(MESSAGES)?,
+            idempotency: txn.open_table(IDEMPOTENCY)?,
+            idempotency_expiry: txn.open_table(IDEMPOTENCY_EXPIRY)?,
+            lockouts: txn.open_table(LOCKOUTS)?,
+            sessions: txn.open_table(SESSIONS)?,
+            api_keys: txn.open_table(API_KEYS)?,
+            audit: txn.open_table(AUDIT)?,
+            audit_by_actor: txn.open_table(AUDIT_BY_ACTOR)?,
+            audit_by_action: txn.open_table(AUDIT_BY_ACTION)?,
+            audit_by_target: txn.open_table(AUDIT_BY_TARGET)?,
+            audit_by_outcome: txn.open_table(AUDIT_BY_OUTCOME)?,
+            meta: txn.open_table(META)?,
+            chats: txn.open_table(CHATS)?,
+            chat_index: txn.open_table(CHAT_INDEX)?,
+            rate_windows: txn.open_table(RATE_WINDOWS)?,
+            pending: Pending::default(),
+        })
+    }
+
+    /// The chat as this batch has left it.
+    pub fn chat(&self, id: &str) -> Result<Option<Chat>, StoreError> {
+        match self.pending.chats.get(id) {
+            Some(pending) => Ok(Some(pending.chat.clone())),
+            None => codec::get(&self.chats, id),
+        }
+    }
+
+    /// Stores `chat` (new or changed), keeping the activity index in step at flush.
+    pub fn put_chat(&mut self, chat: Chat) -> Result<(), StoreError> {
+        if let Some(pending) = self.pending.chats.get_mut(chat.id.as_str()) {
+            pending.chat = chat;
+            return Ok(());
+        }
+        let indexed_activity =
+            codec::get::<_, Chat>(&self.chats, chat.id.as_str())?.map(|stored| stored.activity_ms);
+        self.pending.chats.insert(
+            chat.id.clone(),
+            PendingChat {
+                chat,
+                indexed_activity,
+            },
+        );
+        Ok(())
+    }
+
+    /// The theoretical arrival time (GCRA state) of a metered key, if it has one.
+    pub fn rate_window(&self, scope: Scope, key: &str) -> Result<Option<u64>, StoreError> {
+        let pending = self.pending.rate_windows.get(&scope);
+        if let Some(tat) = pending.and_then(|windows| windows.get(key)) {
+            return Ok(Some(*tat));
+        }
+        Ok(self
+            .rate_windows
+            .get((scope.as_str(), key))?
+            .map(|v| v.value()))
+    }
+
+    pub fn set_rate_window(&mut self, scope: Scope, key: &str, tat: u64) {
+        let windows = self.pending.rate_windows.entry(scope).or_default();
+        match windows.get_mut(key) {
+            Some(pending) => *pending = tat,
+            None => {
+                windows.insert(key.to_owned(), tat);
+            }
+        }
+    }
+
+    /// The newest audit event, where the next one chains on (`None`: the trail is empty).
+    pub fn audit_head(&self) -> Result<Option<Head>, StoreError> {
+        match self.pending.audit_head {
+            Some(head) => Ok(Some(head)),
+            None => codec::get(&self.meta, AUDIT_HEAD_KEY),
+        }
+    }
+
+    pub fn set_audit_head(&mut self, head: Head) {
+        self.pending.audit_head = Some(head);
+    }
+
+    /// Writes the batch's pending records to their tables. The writer calls it once, after the
+    /// last operation and before the commit.
+    pub fn flush(mut self) -> Result<(), StoreError> {
+        for (id, pending) in self.pending.chats.drain() {
+            let chat = &pending.chat;
+            self.chats
+                .insert(id.as_str(), codec::encode(chat)?.as_slice())?;
+            if pending.indexed_activity != Some(chat.activity_ms) {
+                if let Some(previous) = pending.indexed_activity {
+                    self.chat_index.remove(chat_index_key(previous, &id))?;
+                }
+                self.chat_index
+                    .insert(chat_index_key(chat.activity_ms, &id), ())?;
+            }
+        }
+        for (scope, windows) in self.pending.rate_windows.drain() {
+            for (key, tat) in windows {
+                self.rate_windows
+                    .insert((scope.as_str(), key.as_str()), tat)?;
+            }
+        }
+        if let Some(head) = self.pending.audit_head {
+            self.meta
+                .insert(AUDIT_HEAD_KEY, codec::encode(&head)?.as_slice())?;
+        }
+        Ok(())
+    }
+}
