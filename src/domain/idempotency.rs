@@ -67,8 +67,13 @@ pub struct IdempotencyRecord {
 pub enum RecordState {
     /// Claimed: the operator message at `message` is durable; the reply is not yet stored.
     InProgress { message: Position },
-    /// Finished: the exact response to replay.
-    Completed { status: u16, body: Vec<u8> },
+    /// Finished: the exact response to replay. The body is encoded as one byte string (the
+    /// same bytes on disk as a sequence of `u8`, but decoded by one copy, not byte by byte).
+    Completed {
+        status: u16,
+        #[serde(with = "serde_bytes")]
+        body: Vec<u8>,
+    },
 }
 
 /// What to do with a send, given the record stored under its key.

@@ -1,8 +1,12 @@
 //! Pagination parameters and the page envelope shared by every listing (SPEC §5).
 
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::error::ApiError;
+use crate::service::ServiceError;
 
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 200;
@@ -22,6 +26,27 @@ pub fn limit(requested: Option<usize>) -> Result<usize, ApiError> {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
+}
+
+impl<T: Serialize> Page<T> {
+    /// The page as a JSON response, written into a buffer sized up front from
+    /// `bytes_per_item`: a page of messages is several KiB, and growing a small buffer to that
+    /// size copies it over and over.
+    pub fn into_response_sized(self, bytes_per_item: usize) -> Response {
+        let mut body = Vec::with_capacity(64 + self.items.len() * bytes_per_item);
+        match serde_json::to_writer(&mut body, &self) {
+            Ok(()) => {
+                let mut response = Response::new(Body::from(body));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                response
+            }
+            Err(e) => ApiError::from(ServiceError::Internal(format!("rendering a page: {e}")))
+                .into_response(),
+        }
+    }
 }
 
 impl<T> Page<T> {

@@ -69,24 +69,26 @@ impl Console {
         loop {
             // Fast path: a finished request is answered from a read transaction.
             let now_ms = self.clock.now_ms();
-            let (record, quota) = self.store.idempotency_record(
-                scope.clone(),
-                key.clone(),
-                request.chat_id.clone(),
-                self.send_settings.limits,
+            let found = self.store.idempotency_record(
+                &scope,
+                &key,
+                &request.chat_id,
+                &self.send_settings.limits,
                 now_ms,
             )?;
-            match decide(record.as_ref(), &fingerprint, now_ms) {
-                NextAction::Replay { status, body } => {
-                    return Ok(SendResponse {
-                        status,
-                        body,
-                        replayed: true,
-                        quota,
-                    });
+            if let Some((record, quota)) = found {
+                match decide(Some(&record), &fingerprint, now_ms) {
+                    NextAction::Replay { status, body } => {
+                        return Ok(SendResponse {
+                            status,
+                            body,
+                            replayed: true,
+                            quota,
+                        });
+                    }
+                    NextAction::Mismatch => return Err(ServiceError::IdempotencyMismatch),
+                    NextAction::Claim | NextAction::Resume { .. } => {}
                 }
-                NextAction::Mismatch => return Err(ServiceError::IdempotencyMismatch),
-                NextAction::Claim | NextAction::Resume { .. } => {}
             }
             match self.inflight.join(&scope, key.as_str()) {
                 Turn::Lead(guard) => return self.lead(request, Some(guard)).await,

@@ -106,21 +106,23 @@ pub struct FinishSend {
 }
 
 impl Store {
-    /// The record under `(scope, key)` and the sender's rate-limit standing, read without the
-    /// writer (the replay fast path).
+    /// The record under `(scope, key)`, if there is one, with the sender's rate-limit standing
+    /// (which a replay reports); read without the writer (the replay fast path).
     pub fn idempotency_record(
         &self,
-        scope: String,
-        key: IdempotencyKey,
-        chat_id: String,
-        limits: SendLimits,
+        scope: &str,
+        key: &IdempotencyKey,
+        chat_id: &str,
+        limits: &SendLimits,
         now_ms: u64,
-    ) -> Result<(Option<IdempotencyRecord>, Quota), StoreError> {
-        self.read(move |txn| {
-            let record = load_record(&txn.open_table(IDEMPOTENCY)?, &scope, &key)?;
+    ) -> Result<Option<(IdempotencyRecord, Quota)>, StoreError> {
+        self.read(|txn| {
+            let Some(record) = load_record(&txn.open_table(IDEMPOTENCY)?, scope, key)? else {
+                return Ok(None);
+            };
             let windows = txn.open_table(RATE_WINDOWS)?;
-            let quota = rate::standing(&windows, &limits, &chat_id, &scope, now_ms)?;
-            Ok((record, quota))
+            let quota = rate::standing(&windows, limits, chat_id, scope, now_ms)?;
+            Ok(Some((record, quota)))
         })
     }
 
@@ -418,4 +420,64 @@ fn save_record(
 ) -> Result<(), StoreError> {
     records.insert((scope, key.as_str()), codec::encode(record)?.as_slice())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Serialize;
+
+    use super::*;
+    use crate::domain::idempotency::fingerprint;
+
+    /// Records written before the body was declared a byte string must still decode: postcard
+    /// writes a byte string exactly as it writes a sequence of `u8`.
+    #[test]
+    fn completed_body_is_encoded_as_a_plain_byte_sequence() {
+        #[derive(Serialize)]
+        enum PlainState {
+            #[allow(dead_code)]
+            InProgress,
+            Completed {
+                status: u16,
+                body: Vec<u8>,
+            },
+        }
+        #[derive(Serialize)]
+        struct PlainRecord {
+            fingerprint: Fingerprint,
+            chat_id: String,
+            created_ms: u64,
+            expires_ms: u64,
+            state: PlainState,
+        }
+        let body = br#"{"chat_id":"c"}"#.to_vec();
+        let print = fingerprint("POST", "/x", &serde_json::json!({"text": "a"}));
+        let record = IdempotencyRecord {
+            fingerprint: print,
+            chat_id: "c".into(),
+            created_ms: 1,
+            expires_ms: 2,
+            state: RecordState::Completed {
+                status: 200,
+                body: body.clone(),
+            },
+        };
+        let plain = PlainRecord {
+            fingerprint: print,
+            chat_id: "c".into(),
+            created_ms: 1,
+            expires_ms: 2,
+            state: PlainState::Completed { status: 200, body },
+        };
+
+        let encoded = codec::encode(&record).expect("encodes");
+
+        let mut expected = vec![IdempotencyRecord::VERSION];
+        expected.extend(postcard::to_allocvec(&plain).expect("encodes"));
+        assert_eq!(encoded, expected);
+        assert_eq!(
+            codec::decode::<IdempotencyRecord>(&encoded).expect("decodes"),
+            record
+        );
+    }
 }

@@ -17,6 +17,9 @@ use crate::http::extract::{Json, Path, Query};
 use crate::http::page::{self, Page};
 use crate::service::Console;
 
+/// About what one message takes in a page's JSON, to size its buffer.
+const MESSAGE_JSON_BYTES: usize = 256;
+
 pub async fn create(
     State(console): State<Arc<Console>>,
     caller: Caller,
@@ -106,5 +109,5 @@ pub async fn messages(
         items,
         next_cursor: page.next_cursor.clone(),
     };
-    Ok(JsonResponse(views).into_response())
+    Ok(views.into_response_sized(MESSAGE_JSON_BYTES))
 }
