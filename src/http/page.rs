@@ -2,11 +2,10 @@
 
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Serialize;
 
 use super::error::ApiError;
-use crate::service::ServiceError;
 
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 200;
@@ -28,24 +27,30 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-impl<T: Serialize> Page<T> {
-    /// The page as a JSON response, written into a buffer sized up front from
-    /// `bytes_per_item`: a page of messages is several KiB, and growing a small buffer to that
-    /// size copies it over and over.
-    pub fn into_response_sized(self, bytes_per_item: usize) -> Response {
+/// Items rendered to JSON ahead of the page (each with the key it was paged by).
+impl<K> Page<(K, Vec<u8>)> {
+    /// The page as a JSON response of the same shape as a serialised `Page`, with each item's
+    /// JSON copied in as it is. The buffer is sized up front from `bytes_per_item`: growing a
+    /// small buffer to a page of several KiB copies it over and over.
+    pub fn render(self, bytes_per_item: usize) -> Response {
         let mut body = Vec::with_capacity(64 + self.items.len() * bytes_per_item);
-        match serde_json::to_writer(&mut body, &self) {
-            Ok(()) => {
-                let mut response = Response::new(Body::from(body));
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                response
+        body.extend_from_slice(b"{\"items\":[");
+        for (n, (_, item)) in self.items.iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
             }
-            Err(e) => ApiError::from(ServiceError::Internal(format!("rendering a page: {e}")))
-                .into_response(),
+            body.extend_from_slice(item);
         }
+        body.extend_from_slice(b"],\"next_cursor\":");
+        let cursor = serde_json::Value::from(self.next_cursor.as_deref());
+        body.extend_from_slice(cursor.to_string().as_bytes());
+        body.push(b'}');
+        let mut response = Response::new(Body::from(body));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
     }
 }
 
@@ -60,5 +65,37 @@ impl<T> Page<T> {
             items: rows,
             next_cursor,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    async fn rendered(page: Page<(u8, Vec<u8>)>) -> Value {
+        let body = axum::body::to_bytes(page.render(16).into_body(), usize::MAX)
+            .await
+            .expect("body");
+        serde_json::from_slice(&body).expect("rendered page is JSON")
+    }
+
+    #[tokio::test]
+    async fn rendered_page_has_the_shape_of_a_serialised_one() {
+        let items = vec![
+            (1, br#"{"a":1}"#.to_vec()),
+            (2, br#"{"b":"x\"y"}"#.to_vec()),
+        ];
+        let page = Page::from_rows(items, 1, |(key, _)| format!("after-\"{key}\""));
+
+        let expected = json!({ "items": [{ "a": 1 }], "next_cursor": "after-\"1\"" });
+        assert_eq!(rendered(page).await, expected);
+
+        let last = Page::from_rows(vec![], 5, |(key, _): &(u8, Vec<u8>)| key.to_string());
+        assert_eq!(
+            rendered(last).await,
+            json!({ "items": [], "next_cursor": null })
+        );
     }
 }

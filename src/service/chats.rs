@@ -3,7 +3,7 @@
 use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::domain::chat::{Chat, ChatPatch, NewChat};
 use crate::domain::cursor::{ChatCursor, Order};
-use crate::domain::message::{Message, Position};
+use crate::domain::message::{MessageRef, Position};
 use crate::domain::slug;
 
 use super::{Console, ServiceError};
@@ -70,16 +70,19 @@ impl Console {
         Ok(self.store.list_chats(after, archived, limit)?)
     }
 
-    pub async fn messages(
+    /// Up to `limit` messages after `after` in `order`, each rendered by `render` from the
+    /// stored bytes.
+    pub async fn messages<T>(
         &self,
         chat_id: &str,
         order: Order,
         after: Option<Position>,
         limit: usize,
-    ) -> Result<Vec<Message>, ServiceError> {
+        render: impl FnMut(MessageRef<'_>) -> T,
+    ) -> Result<Vec<T>, ServiceError> {
         check_chat_id(chat_id)?;
         self.store
-            .messages(chat_id.to_owned(), order, after, limit)?
+            .messages(chat_id, order, after, limit, render)?
             .ok_or(ServiceError::NotFound("chat"))
     }
 }

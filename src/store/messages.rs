@@ -5,16 +5,20 @@ use std::ops::Bound::{Excluded, Included};
 use redb::ReadableTable;
 
 use super::batch::WriteTables;
-use super::codec::{self, Record};
+use super::codec::{self, Record, RecordView};
 use super::tables::{CHATS, MESSAGES};
 use super::{Store, StoreError};
 use crate::domain::chat::Chat;
 use crate::domain::cursor::Order;
-use crate::domain::message::{Message, MessageRole, Position};
+use crate::domain::message::{Message, MessageRef, MessageRole, Position};
 
 impl Record for Message {
     const VERSION: u8 = 1;
     const NAME: &'static str = "message";
+}
+
+impl<'a> RecordView<'a> for MessageRef<'a> {
+    type Record = Message;
 }
 
 /// A message about to be appended; the writer assigns its place.
@@ -57,21 +61,19 @@ impl Store {
         })
     }
 
-    /// One page of a chat's messages strictly after `after` in `order`; `None` when the chat
-    /// does not exist.
-    pub fn messages(
+    /// Up to `limit` of a chat's messages strictly after `after` in `order`, each passed to
+    /// `render` borrowed from the page it is stored in; `None` when the chat does not exist.
+    pub fn messages<T>(
         &self,
-        chat_id: String,
+        chat_id: &str,
         order: Order,
         after: Option<Position>,
         limit: usize,
-    ) -> Result<Option<Vec<Message>>, StoreError> {
-        self.read(move |txn| {
-            if txn.open_table(CHATS)?.get(chat_id.as_str())?.is_none() {
-                return Ok(None);
-            }
+        mut render: impl FnMut(MessageRef<'_>) -> T,
+    ) -> Result<Option<Vec<T>>, StoreError> {
+        self.read(|txn| {
             let table = txn.open_table(MESSAGES)?;
-            let id = chat_id.as_str();
+            let id = chat_id;
             let first = Included((id, 0, 0));
             let last = Included((id, u64::MAX, u64::MAX));
             let bounds = match (order, after) {
@@ -84,10 +86,16 @@ impl Store {
                 Order::Asc => Box::new(range),
                 Order::Desc => Box::new(range.rev()),
             };
-            rows.take(limit)
-                .map(|row| codec::decode::<Message>(row?.1.value()))
-                .collect::<Result<_, _>>()
-                .map(Some)
+            let mut page = Vec::with_capacity(limit);
+            for row in rows.take(limit) {
+                let (_, value) = row?;
+                page.push(render(codec::decode_view(value.value())?));
+            }
+            // A chat with messages exists; only an empty page needs to ask.
+            if page.is_empty() && txn.open_table(CHATS)?.get(chat_id)?.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(page))
         })
     }
 }
@@ -129,4 +137,32 @@ pub(super) fn load(
     position: Position,
 ) -> Result<Option<Message>, StoreError> {
     codec::get(messages, (chat_id, position.ts_ms, position.seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page is decoded as `MessageRef`s from what was encoded as `Message`s: the two must read
+    /// the same fields in the same order.
+    #[test]
+    fn a_stored_message_decodes_as_its_borrowed_form() {
+        let message = Message {
+            id: "01J".into(),
+            seq: 7,
+            ts_ms: 1_700_000_000_000,
+            role: MessageRole::Agent,
+            author: "node:a".into(),
+            text: "hello".into(),
+            metadata: Some(r#"{"k":1}"#.into()),
+            reason_code: None,
+            node: Some("a".into()),
+            model: Some("m".into()),
+        };
+        let stored = codec::encode(&message).expect("encodes");
+
+        let borrowed: MessageRef<'_> = codec::decode_view(&stored).expect("decodes");
+
+        assert_eq!(borrowed, message.borrowed());
+    }
 }
