@@ -4,7 +4,7 @@
 #
 #   ops/bench/run.sh [seconds-per-run]     (default 10; needs wrk: apt-get install wrk)
 #
-# Bounded: about 6 load runs of the given length plus ~90 s of seeding; loopback only.
+# Bounded: about 7 load runs of the given length plus ~90 s of seeding; loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_PER_RUN=${1:-10}
@@ -46,6 +46,11 @@ load() { wrk -t2 -c$CONNECTIONS -d"${SECONDS_PER_RUN}s" --latency "$@"; }
 
 echo "== disk: one fsync per request"
 FSYNC=$(json "$("$BENCH" fsync-rate --dir "$WORK")" fsyncs_per_s)
+
+echo "== the writer alone: durable sends straight into the store, no HTTP"
+mkdir -m 700 "$WORK/store"
+STORE_SENDS=$(json "$("$BENCH" store-sends --dir "$WORK/store" --tasks $CONNECTIONS --seconds "$SECONDS_PER_RUN")" sends_per_s)
+rm -rf "$WORK/store"
 
 echo "== send path"
 start "$WORK/send"
@@ -106,6 +111,7 @@ printf '| %-44s | %-22s | %-6s | %-36s | %-6s |\n' "/livez ceiling" "$(rounded "
 printf '| %-44s | %-22s | %-6s | %-36s | %-6s |\n' "one fsync per request (this disk)" "$(printf %.0f "$FSYNC") /s" "$(ratio "$FSYNC")" "-" "-"
 printf '| %-44s | %-22s | %-6s | %-36s | %-6s |\n' "durable sends, unique keys, no agent" "$(rounded "$SENDS") req/s" "$(ratio "$SENDS")" ">= 0.40 x livez and >= 7 x fsync" \
   "$(verdict "$SENDS >= 0.40 * $LIVEZ && $SENDS >= 7 * $FSYNC")"
+printf '| %-44s | %-22s | %-6s | %-36s | %-6s |\n' "  the writer alone (store, no HTTP)" "$(rounded "$STORE_SENDS") /s" "$(ratio "$STORE_SENDS")" "-" "-"
 printf '| %-44s | %-22s | %-6s | %-36s | %-6s |\n' "send p50 / p99 at half load ($(printf %.0f "$HALF_RPS")/s)" "$HALF_P50 / $HALF_P99 ms" "" "p99 <= 10 ms" "$(verdict "$HALF_P99 <= 10")"
 printf '| %-44s | %-22s | %-6s | %-36s | %-6s |\n' "idempotent replays" "$(rounded "$REPLAYS") req/s" "$(ratio "$REPLAYS")" ">= 0.70 x livez" "$(verdict "$REPLAYS >= 0.70 * $LIVEZ")"
 printf '| %-44s | %-22s | %-6s | %-36s | %-6s |\n' "one page of 50 messages" "$(rounded "$PAGES") req/s" "$(ratio "$PAGES")" ">= 0.50 x livez" "$(verdict "$PAGES >= 0.50 * $LIVEZ")"

@@ -1,5 +1,6 @@
 //! The benchmark's own tools: a load generator that reports throughput and latency percentiles,
-//! and a seeder that fills a stopped service's database with audit events.
+//! a seeder that fills a stopped service's database with audit events, and a driver of the
+//! store alone that measures the writer's ceiling without HTTP.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,7 +9,15 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sofiia_console::domain::audit::{Action, Actor, Context, Outcome, Target};
+use sofiia_console::domain::idempotency::{IdempotencyKey, fingerprint};
+use sofiia_console::domain::rate::{Limit, SendLimits};
+use sofiia_console::domain::send::{Answer, DegradedReason};
 use sofiia_console::store::Store;
+use sofiia_console::store::idempotency::{BeginSend, Claim};
+
+/// The service's allocator, so `store-sends` measures the writer as the service runs it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 struct Cli {
@@ -53,6 +62,17 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long)]
         port: u16,
+    },
+    /// Durable sends straight into a fresh store under DIR, with no HTTP in between: the same
+    /// transaction an HTTP send with no agent commits, from TASKS concurrent callers. The
+    /// ceiling the group-commit writer sets for the send benchmark on this machine.
+    StoreSends {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        tasks: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
     /// Append audit events straight into a stopped service's database.
     SeedAudit {
@@ -103,6 +123,11 @@ async fn main() -> Result<(), String> {
             .await
         }
         Command::SeedAudit { data_dir, events } => seed_audit(&data_dir, events).await,
+        Command::StoreSends {
+            dir,
+            tasks,
+            seconds,
+        } => store_sends(&dir, tasks, Duration::from_secs(seconds)).await,
         Command::FsyncRate { dir, seconds } => fsync_rate(&dir, Duration::from_secs(seconds)),
         Command::Startup {
             bin,
@@ -351,4 +376,90 @@ async fn seed_audit(data_dir: &std::path::Path, events: u64) -> Result<(), Strin
     writer.join();
     eprintln!("seeded {written} audit events");
     Ok(())
+}
+
+/// Runs `tasks` callers for `duration` and prints the sends committed per second. Like the HTTP
+/// send workload, send `n` (counted across callers) goes to chat `n mod 64` with key `n`.
+async fn store_sends(dir: &std::path::Path, tasks: u64, duration: Duration) -> Result<(), String> {
+    let (store, writer) = Store::open(&dir.join("sofiia.redb")).map_err(|e| e.to_string())?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + duration;
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        let (store, counter, sent) = (store.clone(), Arc::clone(&counter), Arc::clone(&sent));
+        callers.spawn(async move {
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                store
+                    .send_answered(
+                        store_send(n)?,
+                        Answer::Degraded(DegradedReason::LlmUnconfigured),
+                        ulid::Ulid::generate().to_string(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<(), String>(())
+        });
+    }
+    let started = Instant::now();
+    for result in callers.join_all().await {
+        result?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    drop(store);
+    writer.join();
+    let sends = sent.load(Ordering::Relaxed);
+    println!(
+        "{}",
+        serde_json::json!({ "sends": sends, "sends_per_s": sends as f64 / elapsed })
+    );
+    Ok(())
+}
+
+/// The input of send `n`, as the service builds it for an operator key with limits far above
+/// any rate here.
+fn store_send(n: u64) -> Result<BeginSend, String> {
+    let key = IdempotencyKey::parse(format!("store-{n}").as_bytes())
+        .map_err(|_| "idempotency key".to_string())?;
+    let text = "benchmark message";
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_millis() as u64;
+    let unlimited = Limit {
+        per_minute: 60_000,
+        burst: 1_000_000,
+    };
+    let author = "key:bench".to_string();
+    Ok(BeginSend {
+        chat_id: format!("bench-{}", n % 64),
+        auto_create_chat: true,
+        message_id: ulid::Ulid::generate().to_string(),
+        author: author.clone(),
+        text: text.into(),
+        metadata: None,
+        now_ms,
+        claim: Some(Claim {
+            scope: author,
+            key,
+            fingerprint: fingerprint("POST", "/send", &serde_json::json!({ "text": text })),
+            expires_ms: now_ms + 86_400_000,
+        }),
+        limits: SendLimits {
+            chat: unlimited,
+            operator: unlimited,
+        },
+        audit: Context {
+            actor: Actor {
+                kind: sofiia_console::domain::audit::ActorKind::Key,
+                id: "bench".into(),
+                role: Some(sofiia_console::domain::role::Role::Operator),
+            },
+            request_id: Some(format!("store-{n}")),
+            client_ip: Some("127.0.0.1".into()),
+        },
+    })
 }
