@@ -1,5 +1,6 @@
 -- Durable sends with a unique Idempotency-Key per request, spread over 64 chats.
--- `thread_id` is a global set per thread by setup(), so keys differ across wrk threads.
+-- `thread_id` is a global set per thread by setup(), so keys differ across wrk threads; BENCH_RUN
+-- and BENCH_ROUND make them differ across runs and rounds, which restart the counter.
 local counter = 0
 local threads = {}
 
@@ -10,7 +11,7 @@ end
 
 function init(args)
   key = os.getenv("BENCH_KEY")
-  run = os.getenv("BENCH_RUN") or "run"
+  run = (os.getenv("BENCH_RUN") or "run") .. "-" .. (os.getenv("BENCH_ROUND") or "0")
 end
 
 function request()

@@ -17,7 +17,7 @@ pub enum MessageRole {
 ///
 /// Ordering within a chat is by `(ts_ms, seq)`: the writer assigns both, and never gives a later
 /// `seq` an earlier `ts_ms`, so a reader paging in either order never skips or repeats a row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub id: String,
     pub seq: u64,
@@ -49,18 +49,17 @@ impl Message {
 
     /// The JSON shape of a message in every response.
     pub fn view(&self) -> MessageView<'_> {
-        self.borrowed().view()
-    }
-
-    pub fn borrowed(&self) -> MessageRef<'_> {
-        MessageRef {
+        MessageView {
             id: &self.id,
             seq: self.seq,
             ts_ms: self.ts_ms,
             role: self.role,
             author: &self.author,
             text: &self.text,
-            metadata: self.metadata.as_deref(),
+            metadata: self
+                .metadata
+                .as_deref()
+                .and_then(|m| serde_json::from_str::<&RawValue>(m).ok()),
             reason_code: self.reason_code.as_deref(),
             node: self.node.as_deref(),
             model: self.model.as_deref(),
@@ -68,46 +67,16 @@ impl Message {
     }
 }
 
-/// A message borrowed from the bytes it is stored in, field for field a `Message` (and decoded
-/// from the same encoding): a page of messages is rendered from these with no owned copy of
-/// every string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub struct MessageRef<'a> {
-    pub id: &'a str,
-    pub seq: u64,
-    pub ts_ms: u64,
-    pub role: MessageRole,
-    pub author: &'a str,
-    pub text: &'a str,
-    pub metadata: Option<&'a str>,
-    pub reason_code: Option<&'a str>,
-    pub node: Option<&'a str>,
-    pub model: Option<&'a str>,
+/// A message as the JSON of its view, ready to be written into a response, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageJson {
+    pub position: Position,
+    pub json: Vec<u8>,
 }
 
-impl<'a> MessageRef<'a> {
-    pub fn position(&self) -> Position {
-        Position {
-            ts_ms: self.ts_ms,
-            seq: self.seq,
-        }
-    }
-
-    pub fn view(&self) -> MessageView<'a> {
-        MessageView {
-            id: self.id,
-            seq: self.seq,
-            ts_ms: self.ts_ms,
-            role: self.role,
-            author: self.author,
-            text: self.text,
-            metadata: self
-                .metadata
-                .and_then(|m| serde_json::from_str::<&RawValue>(m).ok()),
-            reason_code: self.reason_code,
-            node: self.node,
-            model: self.model,
-        }
+impl AsRef<[u8]> for MessageJson {
+    fn as_ref(&self) -> &[u8] {
+        &self.json
     }
 }
 

@@ -27,19 +27,19 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// Items rendered to JSON ahead of the page (each with the key it was paged by).
-impl<K> Page<(K, Vec<u8>)> {
+/// Items that are JSON already.
+impl<T: AsRef<[u8]>> Page<T> {
     /// The page as a JSON response of the same shape as a serialised `Page`, with each item's
     /// JSON copied in as it is. The buffer is sized up front from `bytes_per_item`: growing a
     /// small buffer to a page of several KiB copies it over and over.
     pub fn render(self, bytes_per_item: usize) -> Response {
         let mut body = Vec::with_capacity(64 + self.items.len() * bytes_per_item);
         body.extend_from_slice(b"{\"items\":[");
-        for (n, (_, item)) in self.items.iter().enumerate() {
+        for (n, item) in self.items.iter().enumerate() {
             if n > 0 {
                 body.push(b',');
             }
-            body.extend_from_slice(item);
+            body.extend_from_slice(item.as_ref());
         }
         body.extend_from_slice(b"],\"next_cursor\":");
         let cursor = serde_json::Value::from(self.next_cursor.as_deref());
@@ -74,7 +74,7 @@ mod tests {
 
     use super::*;
 
-    async fn rendered(page: Page<(u8, Vec<u8>)>) -> Value {
+    async fn rendered(page: Page<Vec<u8>>) -> Value {
         let body = axum::body::to_bytes(page.render(16).into_body(), usize::MAX)
             .await
             .expect("body");
@@ -83,16 +83,13 @@ mod tests {
 
     #[tokio::test]
     async fn rendered_page_has_the_shape_of_a_serialised_one() {
-        let items = vec![
-            (1, br#"{"a":1}"#.to_vec()),
-            (2, br#"{"b":"x\"y"}"#.to_vec()),
-        ];
-        let page = Page::from_rows(items, 1, |(key, _)| format!("after-\"{key}\""));
+        let items = vec![br#"{"a":1}"#.to_vec(), br#"{"b":"x\"y"}"#.to_vec()];
+        let page = Page::from_rows(items, 1, |item| format!("after \"{}\"", item.len()));
 
-        let expected = json!({ "items": [{ "a": 1 }], "next_cursor": "after-\"1\"" });
+        let expected = json!({ "items": [{ "a": 1 }], "next_cursor": "after \"7\"" });
         assert_eq!(rendered(page).await, expected);
 
-        let last = Page::from_rows(vec![], 5, |(key, _): &(u8, Vec<u8>)| key.to_string());
+        let last = Page::from_rows(vec![], 5, |item: &Vec<u8>| item.len().to_string());
         assert_eq!(
             rendered(last).await,
             json!({ "items": [], "next_cursor": null })

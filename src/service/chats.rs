@@ -3,7 +3,7 @@
 use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::domain::chat::{Chat, ChatPatch, NewChat};
 use crate::domain::cursor::{ChatCursor, Order};
-use crate::domain::message::{MessageRef, Position};
+use crate::domain::message::{MessageJson, Position};
 use crate::domain::slug;
 
 use super::{Console, ServiceError};
@@ -70,19 +70,17 @@ impl Console {
         Ok(self.store.list_chats(after, archived, limit)?)
     }
 
-    /// Up to `limit` messages after `after` in `order`, each rendered by `render` from the
-    /// stored bytes.
-    pub async fn messages<T>(
+    /// Up to `limit` messages after `after` in `order`, as JSON.
+    pub async fn messages(
         &self,
         chat_id: &str,
         order: Order,
         after: Option<Position>,
         limit: usize,
-        render: impl FnMut(MessageRef<'_>) -> T,
-    ) -> Result<Vec<T>, ServiceError> {
+    ) -> Result<Vec<MessageJson>, ServiceError> {
         check_chat_id(chat_id)?;
         self.store
-            .messages(chat_id, order, after, limit, render)?
+            .messages(chat_id, order, after, limit)?
             .ok_or(ServiceError::NotFound("chat"))
     }
 }

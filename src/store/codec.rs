@@ -7,8 +7,8 @@
 use std::borrow::Borrow;
 
 use redb::ReadableTable;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
@@ -40,29 +40,14 @@ where
 }
 
 pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, StoreError> {
-    decode_as::<T, T>(bytes)
-}
-
-/// A type decoded from a record's envelope by borrowing from its bytes: it must read the
-/// record's current version field for field.
-pub trait RecordView<'a>: Deserialize<'a> {
-    type Record: Record;
-}
-
-pub fn decode_view<'a, V: RecordView<'a>>(bytes: &'a [u8]) -> Result<V, StoreError> {
-    decode_as::<V::Record, V>(bytes)
-}
-
-/// Decodes `bytes`, an envelope of record `R`, as `T`.
-fn decode_as<'a, R: Record, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
-        Some((&version, body)) if version == R::VERSION => postcard::from_bytes(body)
-            .map_err(|e| StoreError::Corrupt(format!("decoding {}: {e}", R::NAME))),
+        Some((&version, body)) if version == T::VERSION => postcard::from_bytes(body)
+            .map_err(|e| StoreError::Corrupt(format!("decoding {}: {e}", T::NAME))),
         Some((version, _)) => Err(StoreError::Corrupt(format!(
             "{} has unknown format version {version}",
-            R::NAME
+            T::NAME
         ))),
-        None => Err(StoreError::Corrupt(format!("{} is empty", R::NAME))),
+        None => Err(StoreError::Corrupt(format!("{} is empty", T::NAME))),
     }
 }
 

@@ -1,24 +1,76 @@
 //! Messages, keyed `(chat id, ts_ms, seq)`.
+//!
+//! A message is stored as the JSON the API shows for it, after a format byte: reading a page of
+//! messages — the hottest read there is — is then a copy of stored bytes, with nothing decoded or
+//! serialised. Every other record is a postcard envelope (`codec`); a message would be about a
+//! third smaller as one, but would have to be decoded and re-rendered on every page.
 
 use std::ops::Bound::{Excluded, Included};
 
 use redb::ReadableTable;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
+use super::Store;
+use super::StoreError;
 use super::batch::WriteTables;
-use super::codec::{self, Record, RecordView};
 use super::tables::{CHATS, MESSAGES};
-use super::{Store, StoreError};
 use crate::domain::chat::Chat;
 use crate::domain::cursor::Order;
-use crate::domain::message::{Message, MessageRef, MessageRole, Position};
+use crate::domain::message::{Message, MessageJson, MessageRole, Position};
 
-impl Record for Message {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "message";
+/// The format byte in front of a stored message: its JSON view (`Message::view`). Format 1, a
+/// postcard envelope, was never released.
+const FORMAT: u8 = 2;
+
+/// A stored message as decoded: the view's fields, the metadata object kept as its JSON text.
+#[derive(Deserialize)]
+struct StoredMessage {
+    id: String,
+    seq: u64,
+    ts_ms: u64,
+    role: MessageRole,
+    author: String,
+    text: String,
+    metadata: Option<Box<RawValue>>,
+    reason_code: Option<String>,
+    node: Option<String>,
+    model: Option<String>,
 }
 
-impl<'a> RecordView<'a> for MessageRef<'a> {
-    type Record = Message;
+fn encode(message: &Message) -> Result<Vec<u8>, StoreError> {
+    let mut bytes = vec![FORMAT];
+    serde_json::to_writer(&mut bytes, &message.view())
+        .map_err(|e| StoreError::Corrupt(format!("encoding a message: {e}")))?;
+    Ok(bytes)
+}
+
+/// The JSON of a stored message, after checking its format byte.
+fn json(stored: &[u8]) -> Result<&[u8], StoreError> {
+    match stored.split_first() {
+        Some((&FORMAT, json)) => Ok(json),
+        Some((format, _)) => Err(StoreError::Corrupt(format!(
+            "message has unknown format {format}"
+        ))),
+        None => Err(StoreError::Corrupt("message is empty".into())),
+    }
+}
+
+fn decode(stored: &[u8]) -> Result<Message, StoreError> {
+    let decoded: StoredMessage = serde_json::from_slice(json(stored)?)
+        .map_err(|e| StoreError::Corrupt(format!("decoding a message: {e}")))?;
+    Ok(Message {
+        id: decoded.id,
+        seq: decoded.seq,
+        ts_ms: decoded.ts_ms,
+        role: decoded.role,
+        author: decoded.author,
+        text: decoded.text,
+        metadata: decoded.metadata.map(|raw| raw.get().to_owned()),
+        reason_code: decoded.reason_code,
+        node: decoded.node,
+        model: decoded.model,
+    })
 }
 
 /// A message about to be appended; the writer assigns its place.
@@ -48,7 +100,7 @@ impl Store {
             let id = chat_id.as_str();
             let mut recent = Vec::with_capacity(turns);
             for row in table.range((id, 0, 0)..=(id, u64::MAX, u64::MAX))?.rev() {
-                let message: Message = codec::decode(row?.1.value())?;
+                let message = decode(row?.1.value())?;
                 if message.role != MessageRole::System {
                     recent.push(message);
                     if recent.len() == turns {
@@ -61,16 +113,15 @@ impl Store {
         })
     }
 
-    /// Up to `limit` of a chat's messages strictly after `after` in `order`, each passed to
-    /// `render` borrowed from the page it is stored in; `None` when the chat does not exist.
-    pub fn messages<T>(
+    /// Up to `limit` of a chat's messages strictly after `after` in `order`, as their stored
+    /// JSON; `None` when the chat does not exist.
+    pub fn messages(
         &self,
         chat_id: &str,
         order: Order,
         after: Option<Position>,
         limit: usize,
-        mut render: impl FnMut(MessageRef<'_>) -> T,
-    ) -> Result<Option<Vec<T>>, StoreError> {
+    ) -> Result<Option<Vec<MessageJson>>, StoreError> {
         self.read(|txn| {
             let table = txn.open_table(MESSAGES)?;
             let id = chat_id;
@@ -88,8 +139,12 @@ impl Store {
             };
             let mut page = Vec::with_capacity(limit);
             for row in rows.take(limit) {
-                let (_, value) = row?;
-                page.push(render(codec::decode_view(value.value())?));
+                let (key, value) = row?;
+                let (_, ts_ms, seq) = key.value();
+                page.push(MessageJson {
+                    position: Position { ts_ms, seq },
+                    json: json(value.value())?.to_vec(),
+                });
             }
             // A chat with messages exists; only an empty page needs to ask.
             if page.is_empty() && txn.open_table(CHATS)?.get(chat_id)?.is_none() {
@@ -123,7 +178,7 @@ pub(super) fn append(
     };
     t.messages.insert(
         (chat.id.as_str(), message.ts_ms, message.seq),
-        codec::encode(&message)?.as_slice(),
+        encode(&message)?.as_slice(),
     )?;
     chat.last_seq = message.seq;
     chat.activity_ms = message.ts_ms;
@@ -136,33 +191,53 @@ pub(super) fn load(
     chat_id: &str,
     position: Position,
 ) -> Result<Option<Message>, StoreError> {
-    codec::get(messages, (chat_id, position.ts_ms, position.seq))
+    messages
+        .get((chat_id, position.ts_ms, position.seq))?
+        .map(|stored| decode(stored.value()))
+        .transpose()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A page is decoded as `MessageRef`s from what was encoded as `Message`s: the two must read
-    /// the same fields in the same order.
-    #[test]
-    fn a_stored_message_decodes_as_its_borrowed_form() {
-        let message = Message {
+    fn message(metadata: Option<&str>, reason_code: Option<&str>) -> Message {
+        Message {
             id: "01J".into(),
             seq: 7,
             ts_ms: 1_700_000_000_000,
             role: MessageRole::Agent,
             author: "node:a".into(),
-            text: "hello".into(),
-            metadata: Some(r#"{"k":1}"#.into()),
-            reason_code: None,
+            text: "a \"quoted\"\nline — ünïcode".into(),
+            metadata: metadata.map(str::to_owned),
+            reason_code: reason_code.map(str::to_owned),
             node: Some("a".into()),
-            model: Some("m".into()),
-        };
-        let stored = codec::encode(&message).expect("encodes");
+            model: None,
+        }
+    }
 
-        let borrowed: MessageRef<'_> = codec::decode_view(&stored).expect("decodes");
+    /// What a page hands out is what the API shows for the message, and decoding gives the
+    /// message back, optional fields present or not.
+    #[test]
+    fn a_stored_message_is_its_view_and_decodes_back() {
+        for original in [
+            message(Some(r#"{"k":[1,{"n":null}]}"#), None),
+            message(None, Some("llm_timeout")),
+        ] {
+            let stored = encode(&original).expect("encodes");
 
-        assert_eq!(borrowed, message.borrowed());
+            let view = serde_json::to_vec(&original.view()).expect("renders");
+            assert_eq!(json(&stored).expect("format"), view.as_slice());
+            assert_eq!(decode(&stored).expect("decodes"), original);
+        }
+    }
+
+    #[test]
+    fn an_unknown_format_is_reported_not_misread() {
+        let mut stored = encode(&message(None, None)).expect("encodes");
+        stored[0] = 1;
+
+        assert!(matches!(decode(&stored), Err(StoreError::Corrupt(_))));
+        assert!(matches!(decode(&[]), Err(StoreError::Corrupt(_))));
     }
 }

@@ -10,13 +10,12 @@ use serde::Deserialize;
 
 use crate::domain::chat::{Chat, ChatPatch, NewChat};
 use crate::domain::cursor::{self, Order};
-use crate::domain::message::MessageRef;
 use crate::domain::role::Permission;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Path, Query};
 use crate::http::page::{self, Page};
-use crate::service::{Console, ServiceError};
+use crate::service::Console;
 
 /// About what one message takes in a page's JSON, to size its buffer.
 const MESSAGE_JSON_BYTES: usize = 256;
@@ -103,19 +102,7 @@ pub async fn messages(
         .map(cursor::decode_message)
         .transpose()
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
-    // Each message is rendered to JSON straight from its stored bytes.
-    let render = |m: MessageRef<'_>| {
-        let mut json = Vec::with_capacity(MESSAGE_JSON_BYTES);
-        serde_json::to_writer(&mut json, &m.view()).map(|()| (m.position(), json))
-    };
-    let rows = console
-        .messages(&id, query.order, after, limit + 1, render)
-        .await?
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ServiceError::Internal(format!("rendering a message: {e}")))?;
-    let page = Page::from_rows(rows, limit, |(position, _)| {
-        cursor::encode_message(*position)
-    });
+    let rows = console.messages(&id, query.order, after, limit + 1).await?;
+    let page = Page::from_rows(rows, limit, |m| cursor::encode_message(m.position));
     Ok(page.render(MESSAGE_JSON_BYTES))
 }
