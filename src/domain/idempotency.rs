@@ -63,6 +63,14 @@ pub struct IdempotencyRecord {
     pub state: RecordState,
 }
 
+impl IdempotencyRecord {
+    /// Whether the key still holds this record at `now_ms`; an expired record is as good as
+    /// none, and a new request may claim its key.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.expires_ms > now_ms
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RecordState {
     /// Claimed: the operator message at `message` is durable; the reply is not yet stored.
@@ -98,7 +106,7 @@ pub fn decide(
     fingerprint: &Fingerprint,
     now_ms: u64,
 ) -> NextAction {
-    let Some(record) = record.filter(|r| r.expires_ms > now_ms) else {
+    let Some(record) = record.filter(|r| r.is_live(now_ms)) else {
         return NextAction::Claim;
     };
     if &record.fingerprint != fingerprint {

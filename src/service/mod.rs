@@ -12,6 +12,7 @@ pub mod health;
 pub mod inflight;
 pub mod keys;
 pub mod lockout;
+pub mod replays;
 pub mod send;
 pub mod sessions;
 
@@ -29,6 +30,7 @@ use events::Events;
 use inflight::Inflight;
 use keys::Keys;
 use lockout::{LockoutPolicy, Lockouts};
+use replays::Replays;
 use sessions::{SessionPolicy, Sessions};
 
 /// Settings of the send path, taken from the configuration once.
@@ -65,6 +67,7 @@ pub struct Console {
     pub events: Events,
     data_dir: PathBuf,
     inflight: Arc<Inflight>,
+    replays: Replays,
     denials: Denials,
     lockouts: Lockouts,
     sessions: Sessions,
@@ -95,6 +98,7 @@ impl Console {
             events: Events::default(),
             data_dir: config.data_dir.clone(),
             inflight: Arc::default(),
+            replays: Replays::default(),
             denials: Denials::default(),
             lockouts,
             sessions,

@@ -67,28 +67,8 @@ impl Console {
         let scope = request.principal.label();
         let deadline = Instant::now() + self.send_settings.idempotency_wait;
         loop {
-            // Fast path: a finished request is answered from a read transaction.
-            let now_ms = self.clock.now_ms();
-            let found = self.store.idempotency_record(
-                &scope,
-                &key,
-                &request.chat_id,
-                &self.send_settings.limits,
-                now_ms,
-            )?;
-            if let Some((record, quota)) = found {
-                match decide(Some(&record), &fingerprint, now_ms) {
-                    NextAction::Replay { status, body } => {
-                        return Ok(SendResponse {
-                            status,
-                            body,
-                            replayed: true,
-                            quota,
-                        });
-                    }
-                    NextAction::Mismatch => return Err(ServiceError::IdempotencyMismatch),
-                    NextAction::Claim | NextAction::Resume { .. } => {}
-                }
+            if let Some(replay) = self.finished(&scope, &key, &fingerprint, &request.chat_id)? {
+                return Ok(replay);
             }
             match self.inflight.join(&scope, key.as_str()) {
                 Turn::Lead(guard) => return self.lead(request, Some(guard)).await,
@@ -103,6 +83,43 @@ impl Console {
                     }
                 }
             }
+        }
+    }
+
+    /// The fast path: the stored answer when the same request already finished, read without
+    /// the writer — from the replay cache, else from a read transaction. `None` when the key is
+    /// free or still in progress.
+    fn finished(
+        &self,
+        scope: &str,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+        chat_id: &str,
+    ) -> Result<Option<SendResponse>, ServiceError> {
+        let now_ms = self.clock.now_ms();
+        let (record, was_kept) = match self.replays.get(scope, key, now_ms) {
+            Some(kept) => (kept, true),
+            None => match self.store.idempotency_record(scope, key)? {
+                Some(stored) => (Arc::new(stored), false),
+                None => return Ok(None),
+            },
+        };
+        match decide(Some(&record), fingerprint, now_ms) {
+            NextAction::Replay { status, body } => {
+                if !was_kept {
+                    self.replays.keep(scope, key, record);
+                }
+                let limits = &self.send_settings.limits;
+                let quota = self.store.rate_standing(limits, chat_id, scope, now_ms)?;
+                Ok(Some(SendResponse {
+                    status,
+                    body,
+                    replayed: true,
+                    quota,
+                }))
+            }
+            NextAction::Mismatch => Err(ServiceError::IdempotencyMismatch),
+            NextAction::Claim | NextAction::Resume { .. } => Ok(None),
         }
     }
 

@@ -21,6 +21,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use super::StoreError;
 use super::audit::Head;
 use super::codec;
+use super::rate::WindowMap;
 use super::tables::{
     API_KEYS, AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET,
     CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META, RATE_WINDOWS,
@@ -55,7 +56,7 @@ pub struct WriteTables<'t> {
 #[derive(Default)]
 struct Pending {
     chats: HashMap<String, PendingChat>,
-    rate_windows: HashMap<Scope, HashMap<String, u64>>,
+    rate_windows: WindowMap,
     audit_head: Option<Head>,
 }
 
@@ -147,9 +148,10 @@ impl<'t> WriteTables<'t> {
         self.pending.audit_head = Some(head);
     }
 
-    /// Writes the batch's pending records to their tables. The writer calls it once, after the
-    /// last operation and before the commit.
-    pub fn flush(mut self) -> Result<(), StoreError> {
+    /// Writes the batch's pending records to their tables, and returns the rate windows written
+    /// (for the mirror, once the batch is committed). The writer calls it once, after the last
+    /// operation and before the commit.
+    pub fn flush(mut self) -> Result<WindowMap, StoreError> {
         for (id, pending) in self.pending.chats.drain() {
             let chat = &pending.chat;
             self.chats
@@ -162,16 +164,16 @@ impl<'t> WriteTables<'t> {
                     .insert(chat_index_key(chat.activity_ms, &id), ())?;
             }
         }
-        for (scope, windows) in self.pending.rate_windows.drain() {
+        for (scope, windows) in &self.pending.rate_windows {
             for (key, tat) in windows {
                 self.rate_windows
-                    .insert((scope.as_str(), key.as_str()), tat)?;
+                    .insert((scope.as_str(), key.as_str()), *tat)?;
             }
         }
         if let Some(head) = self.pending.audit_head {
             self.meta
                 .insert(AUDIT_HEAD_KEY, codec::encode(&head)?.as_slice())?;
         }
-        Ok(())
+        Ok(self.pending.rate_windows)
     }
 }

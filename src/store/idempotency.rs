@@ -12,7 +12,7 @@ use super::batch::WriteTables;
 use super::codec::{self, Record};
 use super::messages::{self, Draft};
 use super::rate::{self, Charge};
-use super::tables::{IDEMPOTENCY, RATE_WINDOWS};
+use super::tables::IDEMPOTENCY;
 use super::{Store, StoreError};
 use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::domain::chat;
@@ -106,24 +106,25 @@ pub struct FinishSend {
 }
 
 impl Store {
-    /// The record under `(scope, key)`, if there is one, with the sender's rate-limit standing
-    /// (which a replay reports); read without the writer (the replay fast path).
+    /// The record under `(scope, key)`, read without the writer (the replay fast path).
     pub fn idempotency_record(
         &self,
         scope: &str,
         key: &IdempotencyKey,
-        chat_id: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.read(|txn| load_record(&txn.open_table(IDEMPOTENCY)?, scope, key))
+    }
+
+    /// The sender's rate-limit standing as of the last commit, without charging and without a
+    /// read transaction (what a replay reports).
+    pub fn rate_standing(
+        &self,
         limits: &SendLimits,
+        chat_id: &str,
+        operator: &str,
         now_ms: u64,
-    ) -> Result<Option<(IdempotencyRecord, Quota)>, StoreError> {
-        self.read(|txn| {
-            let Some(record) = load_record(&txn.open_table(IDEMPOTENCY)?, scope, key)? else {
-                return Ok(None);
-            };
-            let windows = txn.open_table(RATE_WINDOWS)?;
-            let quota = rate::standing(&windows, limits, chat_id, scope, now_ms)?;
-            Ok(Some((record, quota)))
-        })
+    ) -> Result<Quota, StoreError> {
+        rate::standing(self.windows.as_ref(), limits, chat_id, operator, now_ms)
     }
 
     pub async fn begin_send(&self, send: BeginSend) -> Result<Begun, StoreError> {

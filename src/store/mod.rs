@@ -27,6 +27,8 @@ use redb::{Database, ReadTransaction, ReadableDatabase};
 pub use schema::SCHEMA_VERSION;
 pub use writer::{Writer, WriterThread};
 
+use rate::WindowMirror;
+
 /// A storage failure. Never shown to clients (it maps to `500 internal`).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -78,11 +80,12 @@ pub enum OpenError {
 /// ≤ 200 MiB under load); the operating system's page cache still holds the rest of the file.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-/// The open database and its writer.
+/// The open database, its writer, and the in-memory mirror of its rate windows.
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
     writer: Writer,
+    windows: Arc<WindowMirror>,
 }
 
 impl Store {
@@ -102,12 +105,24 @@ impl Store {
                 },
             })?;
         schema::prepare(&db, &shown)?;
+        let failed = |reason: String| OpenError::Other {
+            path: shown.clone(),
+            reason,
+        };
+        let txn = db.begin_read().map_err(|e| failed(e.to_string()))?;
+        let windows = Arc::new(WindowMirror::load(&txn).map_err(|e| failed(e.to_string()))?);
+        drop(txn);
         let db = Arc::new(db);
-        let (writer, thread) = Writer::start(db.clone()).map_err(|e| OpenError::Other {
-            path: shown,
-            reason: e.to_string(),
-        })?;
-        Ok((Store { db, writer }, thread))
+        let (writer, thread) =
+            Writer::start(db.clone(), windows.clone()).map_err(|e| failed(e.to_string()))?;
+        Ok((
+            Store {
+                db,
+                writer,
+                windows,
+            },
+            thread,
+        ))
     }
 
     pub fn writer(&self) -> &Writer {

@@ -4,10 +4,64 @@
 //! Metering in the writer makes the limit exact under any concurrency (the writer is the single
 //! point every send passes, in order) and durable with the message it admits, so a restart never
 //! hands out a fresh burst and a refused request leaves nothing behind.
+//!
+//! Every window is also mirrored in memory (`WindowMirror`), so a replay can report the sender's
+//! standing without a read transaction.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
+use redb::{ReadTransaction, ReadableTable};
 
 use super::StoreError;
 use super::batch::WriteTables;
+use super::tables::RATE_WINDOWS;
 use crate::domain::rate::{Decision, Meter, Quota, Scope, SendLimits};
+
+/// Rate windows by scope, then metered key: the theoretical arrival time of each (Unix ms).
+pub(super) type WindowMap = HashMap<Scope, HashMap<String, u64>>;
+
+/// Every rate window, in memory. This process is the file's only writer and every window is
+/// written by the writer, which publishes a batch's windows here once the batch is committed:
+/// the mirror is never ahead of the file, and at most one commit behind it.
+#[derive(Default)]
+pub struct WindowMirror(RwLock<WindowMap>);
+
+impl WindowMirror {
+    /// The windows stored in the file, read at start-up.
+    pub(super) fn load(txn: &ReadTransaction) -> Result<Self, StoreError> {
+        let mut windows = WindowMap::new();
+        for row in txn.open_table(RATE_WINDOWS)?.iter()? {
+            let (key, tat) = row?;
+            let (scope, metered) = key.value();
+            let scope = match scope {
+                "chat" => Scope::Chat,
+                "operator" => Scope::Operator,
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "rate window of unknown scope {other}"
+                    )));
+                }
+            };
+            windows
+                .entry(scope)
+                .or_default()
+                .insert(metered.to_owned(), tat.value());
+        }
+        Ok(Self(RwLock::new(windows)))
+    }
+
+    /// Takes in the windows a committed batch wrote.
+    pub(super) fn publish(&self, written: WindowMap) {
+        if written.is_empty() {
+            return;
+        }
+        let mut windows = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        for (scope, keys) in written {
+            windows.entry(scope).or_default().extend(keys);
+        }
+    }
+}
 
 /// The outcome of charging a send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,16 +154,17 @@ pub(super) fn standing(
     })
 }
 
-/// Where windows are read from: the table in a read transaction, or a batch in the writer
+/// Where windows are read from: the mirror of committed windows, or a batch in the writer
 /// (which sees the batch's own charges).
 pub(super) trait Windows {
     /// The theoretical arrival time (GCRA state) of a metered key, if it has one.
     fn tat(&self, scope: Scope, key: &str) -> Result<Option<u64>, StoreError>;
 }
 
-impl Windows for redb::ReadOnlyTable<(&'static str, &'static str), u64> {
+impl Windows for WindowMirror {
     fn tat(&self, scope: Scope, key: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self.get((scope.as_str(), key))?.map(|v| v.value()))
+        let windows = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(windows.get(&scope).and_then(|keys| keys.get(key)).copied())
     }
 }
 

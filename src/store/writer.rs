@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
 use super::batch::WriteTables;
+use super::rate::WindowMirror;
 
 /// Most operations applied in one transaction. Large enough to amortise an fsync over many
 /// callers, small enough that one commit never holds a caller for long.
@@ -47,11 +48,15 @@ impl WriterThread {
 }
 
 impl Writer {
-    pub fn start(db: Arc<Database>) -> std::io::Result<(Writer, WriterThread)> {
+    /// Starts the writer thread; it publishes every committed batch's rate windows to `windows`.
+    pub fn start(
+        db: Arc<Database>,
+        windows: Arc<WindowMirror>,
+    ) -> std::io::Result<(Writer, WriterThread)> {
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("sofiia-writer".into())
-            .spawn(move || run(&db, receiver))?;
+            .spawn(move || run(&db, &windows, receiver))?;
         Ok((Writer { queue }, WriterThread(thread)))
     }
 
@@ -114,7 +119,7 @@ where
     }
 }
 
-fn run(db: &Database, mut receiver: mpsc::Receiver<Box<dyn Job>>) {
+fn run(db: &Database, windows: &WindowMirror, mut receiver: mpsc::Receiver<Box<dyn Job>>) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
@@ -124,7 +129,7 @@ fn run(db: &Database, mut receiver: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let outcome = commit_batch(db, &mut batch);
+        let outcome = commit_batch(db, windows, &mut batch);
         if let Err(error) = &outcome {
             tracing::error!(event = "commit_failed", batch = batch.len(), %error, "write batch aborted");
         }
@@ -134,7 +139,11 @@ fn run(db: &Database, mut receiver: mpsc::Receiver<Box<dyn Job>>) {
     }
 }
 
-fn commit_batch(db: &Database, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+fn commit_batch(
+    db: &Database,
+    windows: &WindowMirror,
+    batch: &mut [Box<dyn Job>],
+) -> Result<(), StoreError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)
         .map_err(|e| StoreError::Database(e.to_string()))?;
@@ -146,14 +155,18 @@ fn commit_batch(db: &Database, batch: &mut [Box<dyn Job>]) -> Result<(), StoreEr
                 .try_for_each(|job| job.apply(&mut tables))?;
             tables.flush()
         });
-    if let Err(error) = applied {
-        txn.abort()?;
-        return Err(error);
-    }
+    let written_windows = match applied {
+        Ok(written) => written,
+        Err(error) => {
+            txn.abort()?;
+            return Err(error);
+        }
+    };
     if crate::failpoints::fails("store.commit") {
         txn.abort()?;
         return Err(StoreError::Database("failpoint store.commit".into()));
     }
     txn.commit()?;
+    windows.publish(written_windows);
     Ok(())
 }

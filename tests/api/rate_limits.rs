@@ -164,6 +164,39 @@ async fn replays_are_not_charged() {
     );
 }
 
+/// A replay spends nothing, but reports the sender's standing as it is now: after later sends,
+/// and after a restart.
+#[tokio::test]
+async fn a_replay_reports_the_current_standing() {
+    let env = chat_limit("3");
+    let app = spawn_with(&env).await;
+    let first = text(0);
+    let sent = app
+        .post_send("ops", &app.admin_key, Some("k-1"), &first)
+        .await;
+    assert!(header(&sent, "ratelimit").starts_with(r#""chat";r=2;"#));
+    let replayed = app
+        .post_send("ops", &app.admin_key, Some("k-1"), &first)
+        .await;
+    assert!(header(&replayed, "ratelimit").starts_with(r#""chat";r=2;"#));
+
+    app.post_send("ops", &app.admin_key, Some("k-2"), &text(1))
+        .await;
+    let after_another = app
+        .post_send("ops", &app.admin_key, Some("k-1"), &first)
+        .await;
+    assert_eq!(after_another.status(), StatusCode::OK);
+    assert!(header(&after_another, "ratelimit").starts_with(r#""chat";r=1;"#));
+
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = app.restart_after_kill(&env).await;
+    let after_restart = app
+        .post_send("ops", &app.admin_key, Some("k-1"), &first)
+        .await;
+    assert_eq!(after_restart.status(), StatusCode::OK);
+    assert!(header(&after_restart, "ratelimit").starts_with(r#""chat";r=1;"#));
+}
+
 #[tokio::test]
 async fn every_send_response_carries_the_rate_limit_headers() {
     let app = spawn_with(&chat_limit("2")).await;
