@@ -89,6 +89,12 @@ impl Scope {
             Scope::Operator => "operator",
         }
     }
+
+    pub fn parse(text: &str) -> Option<Scope> {
+        [Scope::Chat, Scope::Operator]
+            .into_iter()
+            .find(|scope| scope.as_str() == text)
+    }
 }
 
 /// The two limits every send must pass.

@@ -24,7 +24,6 @@ pub(super) type WindowMap = HashMap<Scope, HashMap<String, u64>>;
 /// Every rate window, in memory. This process is the file's only writer and every window is
 /// written by the writer, which publishes a batch's windows here once the batch is committed:
 /// the mirror is never ahead of the file, and at most one commit behind it.
-#[derive(Default)]
 pub struct WindowMirror(RwLock<WindowMap>);
 
 impl WindowMirror {
@@ -34,15 +33,9 @@ impl WindowMirror {
         for row in txn.open_table(RATE_WINDOWS)?.iter()? {
             let (key, tat) = row?;
             let (scope, metered) = key.value();
-            let scope = match scope {
-                "chat" => Scope::Chat,
-                "operator" => Scope::Operator,
-                other => {
-                    return Err(StoreError::Corrupt(format!(
-                        "rate window of unknown scope {other}"
-                    )));
-                }
-            };
+            let scope = Scope::parse(scope).ok_or_else(|| {
+                StoreError::Corrupt(format!("rate window of unknown scope {scope}"))
+            })?;
             windows
                 .entry(scope)
                 .or_default()
