@@ -2,8 +2,8 @@
 //!
 //! A message is stored as the JSON the API shows for it, after a format byte: reading a page of
 //! messages — the hottest read there is — is then a copy of stored bytes, with nothing decoded or
-//! serialised. Every other record is a postcard envelope (`codec`); a message would be about a
-//! third smaller as one, but would have to be decoded and re-rendered on every page.
+//! serialised. Every other record is a postcard envelope (`codec`); a short message takes about
+//! half the bytes as one, but would have to be decoded and re-rendered on every page.
 
 use std::ops::Bound::{Excluded, Included};
 
