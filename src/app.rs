@@ -55,7 +55,7 @@ impl Application {
         let clock = Clock::from_env();
         prepare_data_dir(&config.data_dir)?;
         let (store, writer) = Store::open(&config.database_path())?;
-        let console = Console::open(store, clock, &config, config.admin_token()?).await?;
+        let console = Console::open(store, clock, &config, config.admin_token()?)?;
         let admin_key_path = config.admin_key_path();
         if console.keys.ensure_admin(&admin_key_path).await? {
             tracing::info!(

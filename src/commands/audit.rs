@@ -11,7 +11,7 @@ pub async fn run(command: AuditCommand) -> Result<(), String> {
     let client = match &command {
         AuditCommand::Verify { client } | AuditCommand::Export { client, .. } => client.clone(),
     };
-    let route = client::connect(&client).await?;
+    let route = client::connect(&client)?;
     let result = match (command, &route) {
         (AuditCommand::Verify { .. }, Route::Direct(offline)) => {
             let report = offline

@@ -41,7 +41,7 @@ pub struct Api {
 }
 
 /// Chooses the route and says on stderr which it took.
-pub async fn connect(client: &ClientArgs) -> Result<Route, String> {
+pub fn connect(client: &ClientArgs) -> Result<Route, String> {
     let config = Config::load(&Flags {
         config: client.config.config.clone(),
         listen: None,
@@ -53,7 +53,6 @@ pub async fn connect(client: &ClientArgs) -> Result<Route, String> {
             Ok((store, writer)) => {
                 eprintln!("(directly on {})", config.database_path().display());
                 let console = Console::open(store, Clock::from_env(), &config, None)
-                    .await
                     .map_err(|e| e.to_string())?;
                 return Ok(Route::Direct(Box::new(Offline { console, writer })));
             }

@@ -37,7 +37,7 @@ pub async fn run(command: KeysCommand) -> Result<(), String> {
         | KeysCommand::List { client }
         | KeysCommand::Revoke { client, .. } => client.clone(),
     };
-    match client::connect(&client).await? {
+    match client::connect(&client)? {
         Route::Direct(offline) => {
             let result = direct(command, &offline).await;
             offline.close();

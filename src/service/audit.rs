@@ -22,7 +22,7 @@ impl Console {
         limit: usize,
     ) -> Result<Vec<Event>, ServiceError> {
         let filters = filter_names(&filter);
-        let events = self.store.audit_page(filter, before_seq, limit).await?;
+        let events = self.store.audit_page(filter, before_seq, limit)?;
         let read = ctx
             .draft(self.clock.now_ms(), Action::AuditRead, trail(), Outcome::Ok)
             .detail("filters", filters)
@@ -32,7 +32,7 @@ impl Console {
     }
 
     pub async fn verify_audit(&self, ctx: &Context) -> Result<Verification, ServiceError> {
-        let report = self.store.verify_audit().await?;
+        let report = self.store.verify_audit()?;
         let mut verified = ctx
             .draft(
                 self.clock.now_ms(),

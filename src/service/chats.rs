@@ -30,7 +30,7 @@ impl Console {
             .map_err(|_| ServiceError::Conflict("a chat with this id already exists".into()))
     }
 
-    pub async fn chat(&self, id: &str) -> Result<Chat, ServiceError> {
+    pub fn chat(&self, id: &str) -> Result<Chat, ServiceError> {
         check_chat_id(id)?;
         self.store
             .chat(id.to_owned())?
@@ -61,7 +61,7 @@ impl Console {
             .ok_or(ServiceError::NotFound("chat"))
     }
 
-    pub async fn list_chats(
+    pub fn list_chats(
         &self,
         after: Option<ChatCursor>,
         archived: Option<bool>,
@@ -71,7 +71,7 @@ impl Console {
     }
 
     /// Up to `limit` messages after `after` in `order`, as JSON.
-    pub async fn messages(
+    pub fn messages(
         &self,
         chat_id: &str,
         order: Order,

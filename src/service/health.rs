@@ -32,7 +32,7 @@ impl Check {
 const DISK_LOW_PERCENT: f64 = 5.0;
 
 impl Console {
-    pub async fn database_check(&self) -> Check {
+    pub fn database_check(&self) -> Check {
         if !self.store.writer().is_running() {
             tracing::error!(event = "health", "the writer thread has stopped");
             return Check::new(Status::Error, "the database writer has stopped");

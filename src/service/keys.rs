@@ -37,7 +37,7 @@ pub struct CreatedKey {
 }
 
 impl Keys {
-    pub async fn load(
+    pub fn load(
         store: Store,
         clock: Clock,
         admin_token: Option<Secret>,

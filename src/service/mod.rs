@@ -76,14 +76,14 @@ pub struct Console {
 
 impl Console {
     /// Loads the state kept in memory (keys, sessions, lockouts) from `store`.
-    pub async fn open(
+    pub fn open(
         store: Store,
         clock: Clock,
         config: &Config,
         admin_token: Option<Secret>,
     ) -> Result<Self, ServiceError> {
-        let keys = Keys::load(store.clone(), clock, admin_token).await?;
-        let sessions = Sessions::load(&store, SessionPolicy::from_config(&config.auth)).await?;
+        let keys = Keys::load(store.clone(), clock, admin_token)?;
+        let sessions = Sessions::load(&store, SessionPolicy::from_config(&config.auth))?;
         let lockouts = Lockouts::new(
             LockoutPolicy::from_config(&config.auth),
             store.lockouts(clock.now_ms())?,

@@ -56,7 +56,7 @@ pub struct Opened {
 }
 
 impl Sessions {
-    pub async fn load(store: &Store, policy: SessionPolicy) -> Result<Self, ServiceError> {
+    pub fn load(store: &Store, policy: SessionPolicy) -> Result<Self, ServiceError> {
         let live = store.all_sessions()?.into_iter().collect();
         Ok(Self {
             policy,

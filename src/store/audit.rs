@@ -110,18 +110,17 @@ impl Store {
     }
 
     /// Newest-first page of events matching `filter`, strictly before `before_seq`.
-    pub async fn audit_page(
+    pub fn audit_page(
         &self,
         filter: Filter,
         before_seq: Option<u64>,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
         self.scan(move |txn| page(txn, &filter, before_seq, limit))
-            .await
     }
 
-    pub async fn verify_audit(&self) -> Result<Verification, StoreError> {
-        self.scan(verify).await
+    pub fn verify_audit(&self) -> Result<Verification, StoreError> {
+        self.scan(verify)
     }
 
     /// Streams the events with `since_ms <= ts_ms < until_ms` as NDJSON, oldest first, from one

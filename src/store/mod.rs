@@ -146,7 +146,7 @@ impl Store {
     /// Runs `f` in a read transaction off the async runtime, for reads whose cost grows with the
     /// data (filtered audit queries, chain verification): the worker's other tasks move to
     /// other threads while it runs, so a long walk stalls no request.
-    pub async fn scan<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub fn scan<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&ReadTransaction) -> Result<T, StoreError>,
     {

@@ -50,7 +50,7 @@ pub async fn list(
         .map(cursor::decode_chat)
         .transpose()
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
-    let rows = console.list_chats(after, query.archived, limit + 1).await?;
+    let rows = console.list_chats(after, query.archived, limit + 1)?;
     Ok(JsonResponse(Page::from_rows(rows, limit, |chat| {
         cursor::encode_chat(&cursor::ChatCursor {
             activity_ms: chat.activity_ms,
@@ -65,7 +65,7 @@ pub async fn read(
     Path(id): Path<String>,
 ) -> Result<JsonResponse<Chat>, ApiError> {
     caller.may(Permission::ReadChats)?;
-    Ok(JsonResponse(console.chat(&id).await?))
+    Ok(JsonResponse(console.chat(&id)?))
 }
 
 pub async fn update(
@@ -102,7 +102,7 @@ pub async fn messages(
         .map(cursor::decode_message)
         .transpose()
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
-    let rows = console.messages(&id, query.order, after, limit + 1).await?;
+    let rows = console.messages(&id, query.order, after, limit + 1)?;
     let page = Page::from_rows(rows, limit, |m| cursor::encode_message(m.position));
     Ok(page.render(MESSAGE_JSON_BYTES))
 }

@@ -35,7 +35,7 @@ pub async fn stream(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let principal = caller.may(Permission::ReadChats)?.clone();
-    console.chat(&id).await?;
+    console.chat(&id)?;
     let chat: Arc<str> = id.into();
     let token = session_cookie(&headers).map(str::to_owned);
     let events = BroadcastStream::new(console.events.subscribe()).map(Next::Event);

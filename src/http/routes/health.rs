@@ -36,7 +36,7 @@ struct Checks {
 /// `GET /api/health`: `503` when any check is in error.
 pub async fn health(State(console): State<Arc<Console>>) -> impl IntoResponse {
     let checks = Checks {
-        database: console.database_check().await,
+        database: console.database_check(),
         disk: console.disk_check(),
         agents: console.agents_check(),
     };
