@@ -4,16 +4,21 @@
 //! A completed record never changes while it lives: its key can only be claimed again once it
 //! has expired, and `IdempotencyRecord::is_live` says when that is. So a copy here can be
 //! trusted for exactly as long as the record itself; an expired copy is ignored and the file
-//! asked again. Only records read back completed are kept, and only the most recent
-//! `CAPACITY` of them.
+//! asked again. Only records read back completed are kept: the most recent ones, up to
+//! `CAPACITY` records and `BODY_BYTES` of response bodies between them, and none whose body is
+//! over `MAX_BODY_BYTES` (an agent's answer alone may be a mebibyte).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::domain::idempotency::{IdempotencyKey, IdempotencyRecord, RecordState};
 
-/// Completed records kept; at most about a mebibyte of response bodies.
+/// Most completed records kept.
 const CAPACITY: usize = 1024;
+/// Most bytes of response bodies kept, all records together.
+const BODY_BYTES: usize = 4 * 1024 * 1024;
+/// A record whose body is larger is not kept.
+const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Default)]
 pub struct Replays(Mutex<Kept>);
@@ -24,6 +29,8 @@ struct Kept {
     records: HashMap<String, HashMap<String, Arc<IdempotencyRecord>>>,
     /// `(scope, key)` in the order they were kept, oldest first.
     order: VecDeque<(String, String)>,
+    /// The sum of the kept records' body lengths.
+    body_bytes: usize,
 }
 
 impl Replays {
@@ -39,20 +46,23 @@ impl Replays {
         record.is_live(now_ms).then(|| Arc::clone(record))
     }
 
-    /// Keeps `record` for `(scope, key)` if it is completed, forgetting the oldest one kept
-    /// when full.
+    /// Keeps `record` for `(scope, key)` if it is completed and its body small enough,
+    /// forgetting the oldest records kept while over the bounds.
     pub fn keep(&self, scope: &str, key: &IdempotencyKey, record: Arc<IdempotencyRecord>) {
-        if !matches!(record.state, RecordState::Completed { .. }) {
-            return;
-        }
+        let size = match &record.state {
+            RecordState::Completed { body, .. } if body.len() <= MAX_BODY_BYTES => body.len(),
+            _ => return,
+        };
         let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let keys = kept.records.entry(scope.to_owned()).or_default();
-        if keys.insert(key.as_str().to_owned(), record).is_some() {
+        if keys.contains_key(key.as_str()) {
             return;
         }
+        keys.insert(key.as_str().to_owned(), record);
         kept.order
             .push_back((scope.to_owned(), key.as_str().to_owned()));
-        if kept.order.len() > CAPACITY {
+        kept.body_bytes += size;
+        while kept.order.len() > CAPACITY || kept.body_bytes > BODY_BYTES {
             kept.forget_oldest();
         }
     }
@@ -63,12 +73,22 @@ impl Kept {
         let Some((scope, key)) = self.order.pop_front() else {
             return;
         };
-        if let Some(keys) = self.records.get_mut(&scope) {
-            keys.remove(&key);
-            if keys.is_empty() {
-                self.records.remove(&scope);
-            }
+        let Some(keys) = self.records.get_mut(&scope) else {
+            return;
+        };
+        if let Some(record) = keys.remove(&key) {
+            self.body_bytes -= body_len(&record);
         }
+        if keys.is_empty() {
+            self.records.remove(&scope);
+        }
+    }
+}
+
+fn body_len(record: &IdempotencyRecord) -> usize {
+    match &record.state {
+        RecordState::Completed { body, .. } => body.len(),
+        RecordState::InProgress { .. } => 0,
     }
 }
 
@@ -89,11 +109,11 @@ mod tests {
     }
 
     fn completed(expires_ms: u64) -> Arc<IdempotencyRecord> {
-        let state = RecordState::Completed {
-            status: 200,
-            body: b"{}".to_vec(),
-        };
-        record(state, expires_ms)
+        completed_with(b"{}".to_vec(), expires_ms)
+    }
+
+    fn completed_with(body: Vec<u8>, expires_ms: u64) -> Arc<IdempotencyRecord> {
+        record(RecordState::Completed { status: 200, body }, expires_ms)
     }
 
     fn key(n: usize) -> IdempotencyKey {
@@ -128,5 +148,32 @@ mod tests {
         assert!(replays.get("key:a", &key(CAPACITY), 0).is_some());
         let kept = replays.0.lock().expect("lock");
         assert_eq!(kept.order.len(), CAPACITY);
+        assert_eq!(kept.body_bytes, CAPACITY * 2);
+    }
+
+    #[test]
+    fn bodies_are_bounded_one_by_one_and_together() {
+        let replays = Replays::default();
+        let too_large = completed_with(vec![b' '; MAX_BODY_BYTES + 1], 100);
+        replays.keep("key:a", &key(0), too_large);
+        assert!(
+            replays.get("key:a", &key(0), 0).is_none(),
+            "too large to keep"
+        );
+
+        let fit = BODY_BYTES / MAX_BODY_BYTES;
+        for n in 1..=fit + 1 {
+            let largest = completed_with(vec![b' '; MAX_BODY_BYTES], 100);
+            replays.keep("key:a", &key(n), largest);
+        }
+
+        assert!(
+            replays.get("key:a", &key(1), 0).is_none(),
+            "the oldest is forgotten"
+        );
+        assert!(replays.get("key:a", &key(2), 0).is_some());
+        assert!(replays.get("key:a", &key(fit + 1), 0).is_some());
+        let kept = replays.0.lock().expect("lock");
+        assert_eq!(kept.body_bytes, fit * MAX_BODY_BYTES);
     }
 }
