@@ -11,10 +11,9 @@ use redb::ReadableTable;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::Store;
-use super::StoreError;
 use super::batch::WriteTables;
 use super::tables::{CHATS, MESSAGES};
+use super::{Store, StoreError};
 use crate::domain::chat::Chat;
 use crate::domain::cursor::Order;
 use crate::domain::message::{Message, MessageJson, MessageRole, Position};
