@@ -64,6 +64,8 @@ struct PendingChat {
     chat: Chat,
     /// The activity the chat index holds for this chat (`None`: not indexed yet).
     indexed_activity: Option<u64>,
+    /// Whether `chat` differs from what is stored, and so is written at flush.
+    changed: bool,
 }
 
 impl<'t> WriteTables<'t> {
@@ -88,29 +90,40 @@ impl<'t> WriteTables<'t> {
         })
     }
 
-    /// The chat as this batch has left it.
-    pub fn chat(&self, id: &str) -> Result<Option<Chat>, StoreError> {
-        match self.pending.chats.get(id) {
-            Some(pending) => Ok(Some(pending.chat.clone())),
-            None => codec::get(&self.chats, id),
+    /// The chat as this batch has left it. A stored chat read here is kept for the batch, so
+    /// the read that precedes every update is the only one.
+    pub fn chat(&mut self, id: &str) -> Result<Option<Chat>, StoreError> {
+        if let Some(pending) = self.pending.chats.get(id) {
+            return Ok(Some(pending.chat.clone()));
         }
+        let Some(stored) = codec::get::<_, Chat>(&self.chats, id)? else {
+            return Ok(None);
+        };
+        let pending = PendingChat {
+            indexed_activity: Some(stored.activity_ms),
+            chat: stored.clone(),
+            changed: false,
+        };
+        self.pending.chats.insert(id.to_owned(), pending);
+        Ok(Some(stored))
     }
 
     /// Stores `chat` (new or changed), keeping the activity index in step at flush.
     pub fn put_chat(&mut self, chat: Chat) -> Result<(), StoreError> {
         if let Some(pending) = self.pending.chats.get_mut(chat.id.as_str()) {
             pending.chat = chat;
+            pending.changed = true;
             return Ok(());
         }
+        // Not read in this batch: a new chat, unless a caller skipped `chat`.
         let indexed_activity =
             codec::get::<_, Chat>(&self.chats, chat.id.as_str())?.map(|stored| stored.activity_ms);
-        self.pending.chats.insert(
-            chat.id.clone(),
-            PendingChat {
-                chat,
-                indexed_activity,
-            },
-        );
+        let pending = PendingChat {
+            chat,
+            indexed_activity,
+            changed: true,
+        };
+        self.pending.chats.insert(pending.chat.id.clone(), pending);
         Ok(())
     }
 
@@ -153,6 +166,9 @@ impl<'t> WriteTables<'t> {
     /// operation and before the commit.
     pub fn flush(mut self) -> Result<WindowMap, StoreError> {
         for (id, pending) in self.pending.chats.drain() {
+            if !pending.changed {
+                continue;
+            }
             let chat = &pending.chat;
             self.chats
                 .insert(id.as_str(), codec::encode(chat)?.as_slice())?;

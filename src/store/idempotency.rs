@@ -165,8 +165,8 @@ impl Store {
                     Begun::TakenOver { message, .. } => (message.clone(), true),
                     _ => return Ok((begun, None)),
                 };
-                // A taken-over key has a record to complete; a new one is written below.
-                let completes = completes.filter(|_| claimed.is_none());
+                // A taken-over key has a record to complete; a new claim is written below.
+                let completes = completes.filter(|_| took_over);
                 let finished = finish_op(
                     t,
                     FinishSend {
