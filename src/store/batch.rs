@@ -21,7 +21,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use super::StoreError;
 use super::audit::Head;
 use super::codec;
-use super::rate::WindowMap;
+use super::rate::{WindowMap, Windows};
 use super::tables::{
     API_KEYS, AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET,
     CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META, RATE_WINDOWS,
@@ -66,6 +66,20 @@ struct PendingChat {
     indexed_activity: Option<u64>,
     /// Whether `chat` differs from what is stored, and so is written at flush.
     changed: bool,
+}
+
+/// Windows as this batch has left them.
+impl Windows for WriteTables<'_> {
+    fn tat(&self, scope: Scope, key: &str) -> Result<Option<u64>, StoreError> {
+        let pending = self.pending.rate_windows.get(&scope);
+        if let Some(tat) = pending.and_then(|windows| windows.get(key)) {
+            return Ok(Some(*tat));
+        }
+        Ok(self
+            .rate_windows
+            .get((scope.as_str(), key))?
+            .map(|v| v.value()))
+    }
 }
 
 impl<'t> WriteTables<'t> {
@@ -125,18 +139,6 @@ impl<'t> WriteTables<'t> {
         };
         self.pending.chats.insert(pending.chat.id.clone(), pending);
         Ok(())
-    }
-
-    /// The theoretical arrival time (GCRA state) of a metered key, if it has one.
-    pub fn rate_window(&self, scope: Scope, key: &str) -> Result<Option<u64>, StoreError> {
-        let pending = self.pending.rate_windows.get(&scope);
-        if let Some(tat) = pending.and_then(|windows| windows.get(key)) {
-            return Ok(Some(*tat));
-        }
-        Ok(self
-            .rate_windows
-            .get((scope.as_str(), key))?
-            .map(|v| v.value()))
     }
 
     pub fn set_rate_window(&mut self, scope: Scope, key: &str, tat: u64) {

@@ -75,8 +75,8 @@ pub(super) fn charge(
     operator: &str,
     now_ms: u64,
 ) -> Result<Charge, StoreError> {
-    let chat_tat = t.rate_window(Scope::Chat, chat_id)?;
-    let operator_tat = t.rate_window(Scope::Operator, operator)?;
+    let chat_tat = t.tat(Scope::Chat, chat_id)?;
+    let operator_tat = t.tat(Scope::Operator, operator)?;
     let chat = limits.chat.decide(chat_tat, now_ms);
     let op = limits.operator.decide(operator_tat, now_ms);
     let standing = Quota {
@@ -158,11 +158,5 @@ impl Windows for WindowMirror {
     fn tat(&self, scope: Scope, key: &str) -> Result<Option<u64>, StoreError> {
         let windows = self.0.read().unwrap_or_else(PoisonError::into_inner);
         Ok(windows.get(&scope).and_then(|keys| keys.get(key)).copied())
-    }
-}
-
-impl Windows for WriteTables<'_> {
-    fn tat(&self, scope: Scope, key: &str) -> Result<Option<u64>, StoreError> {
-        self.rate_window(scope, key)
     }
 }
