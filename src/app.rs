@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::http::HttpPolicy;
+use crate::http::limits::LimitSettings;
 use crate::http::serve::ConnectionLimits;
 use crate::service::{Console, ServiceError, denials};
 use crate::store::{OpenError, Store, WriterThread};
@@ -70,13 +71,20 @@ impl Application {
                 addr: config.listen,
                 reason: e.to_string(),
             })?;
+        let http = &config.http;
         let policy = HttpPolicy {
             cors_origins: config.cors_origins.clone(),
-            request_timeout: Duration::from_millis(config.http.request_timeout_ms),
-            max_concurrent_requests: config.http.max_concurrent_requests,
+            limits: LimitSettings {
+                max_concurrent: http.max_concurrent_requests,
+                timeout: Duration::from_millis(http.request_timeout_ms),
+                body_timeout: Duration::from_millis(http.body_timeout_ms),
+                max_buffered_response_bytes: (http.max_buffered_response_mib * 1024 * 1024)
+                    as usize,
+            },
         };
         let connections = ConnectionLimits {
-            idle_timeout: Duration::from_millis(config.http.idle_timeout_ms),
+            idle_timeout: Duration::from_millis(http.idle_timeout_ms),
+            write_timeout: Duration::from_millis(http.write_timeout_ms),
             drain_limit: DRAIN_LIMIT,
         };
         let metrics = monitoring::install().ok_or_else(|| {

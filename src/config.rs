@@ -130,8 +130,19 @@ pub struct HttpConfig {
     /// Time a client has to send request headers; also the longest a keep-alive connection may
     /// sit idle.
     pub idle_timeout_ms: u64,
-    /// Requests served at once; more are refused with `503` instead of queueing.
+    /// Requests served at once; more are refused with `503` instead of queueing. `/livez` and
+    /// `/api/health` never count, and requests without a credential may hold a quarter at most.
     pub max_concurrent_requests: usize,
+    /// Time a client has to send a request's body once its headers are in.
+    pub body_timeout_ms: u64,
+    /// Longest a response may stall because the client stopped reading; then the connection is
+    /// closed.
+    pub write_timeout_ms: u64,
+    /// Longest a streamed response (an audit export) may run.
+    pub stream_max_minutes: u64,
+    /// Response bytes held for clients at once, all connections together; past it, requests are
+    /// refused with `503` rather than buffered.
+    pub max_buffered_response_mib: u64,
 }
 
 impl Default for HttpConfig {
@@ -140,6 +151,10 @@ impl Default for HttpConfig {
             request_timeout_ms: 60_000,
             idle_timeout_ms: 10_000,
             max_concurrent_requests: 1024,
+            body_timeout_ms: 5_000,
+            write_timeout_ms: 10_000,
+            stream_max_minutes: 30,
+            max_buffered_response_mib: 64,
         }
     }
 }
@@ -336,6 +351,16 @@ impl Config {
             http.max_concurrent_requests,
             1,
             1_000_000,
+        )?;
+        within("http.body_timeout_ms", http.body_timeout_ms, 100, 600_000)?;
+        within("http.write_timeout_ms", http.write_timeout_ms, 100, 600_000)?;
+        within("http.stream_max_minutes", http.stream_max_minutes, 1, 1_440)?;
+        // Each response must fit: a page is at most about a mebibyte (`http::page`).
+        within(
+            "http.max_buffered_response_mib",
+            http.max_buffered_response_mib,
+            4,
+            4_095,
         )?;
         let auth = &self.auth;
         within("auth.lockout_failures", auth.lockout_failures, 1, 1_000)?;

@@ -26,6 +26,13 @@ pub enum Order {
     Desc,
 }
 
+/// Rows read from an ordered set, and whether more follow the last of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slice<T> {
+    pub items: Vec<T>,
+    pub more: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cursor is not valid for this listing")]
 pub struct InvalidCursor;

@@ -91,6 +91,12 @@ pub const SESSION_COOKIE: &str = "sofiia_session";
 const CSRF_HEADER: &str = "x-requested-with";
 const CSRF_VALUE: &str = "sofiia-console";
 
+/// Whether the request presents a credential at all (a header or the session cookie), valid or
+/// not: what sets authenticated work apart before it is authenticated.
+pub fn carries_credential(headers: &HeaderMap) -> bool {
+    presented_credential(headers).is_some() || session_cookie(headers).is_some()
+}
+
 /// The session token from the `Cookie` header, if any.
 pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
     headers

@@ -72,6 +72,7 @@ pub async fn observe(
     if status.is_client_error() || status.is_server_error() {
         response = render_error(response, &id);
     }
+    declare_charset(response.headers_mut());
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
@@ -163,12 +164,23 @@ fn render_error(response: Response, request_id: &str) -> Response {
         error.insert(name.into(), value);
     }
     let body = serde_json::json!({ "error": error });
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body.to_string()))
+}
+
+const JSON_UTF8: &str = "application/json; charset=utf-8";
+
+/// Every JSON body is UTF-8, and says so (SPEC §5): axum's `Json` leaves the charset out.
+fn declare_charset(headers: &mut HeaderMap) {
+    if headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json")
+    {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+    }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

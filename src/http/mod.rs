@@ -4,6 +4,7 @@
 //! service calls and service results into responses. Nothing here touches storage.
 
 pub mod auth;
+pub mod connection;
 pub mod error;
 pub mod extract;
 pub mod limits;
@@ -24,7 +25,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::monitoring;
 use crate::service::Console;
 use error::ApiError;
-use limits::RequestLimits;
+use limits::{LimitSettings, RequestLimits};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Largest request body accepted (SPEC §5).
@@ -34,8 +35,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct HttpPolicy {
     pub cors_origins: Vec<String>,
-    pub request_timeout: Duration,
-    pub max_concurrent_requests: usize,
+    pub limits: LimitSettings,
 }
 
 pub fn router(console: Arc<Console>, policy: &HttpPolicy, metrics: PrometheusHandle) -> Router {
@@ -61,20 +61,20 @@ pub fn router(console: Arc<Console>, policy: &HttpPolicy, metrics: PrometheusHan
         .route("/api/audit/verify", get(audit::verify))
         .route("/api/audit/export", get(audit::export))
         .fallback(|| async { ApiError::not_found("no such resource") })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(limits::refuse_oversized));
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     let routes = match cors(&policy.cors_origins) {
         Some(layer) => routes.layer(layer),
         None => routes,
     };
-    let limits = Arc::new(RequestLimits::new(
-        policy.max_concurrent_requests,
-        policy.request_timeout,
-    ));
+    let limits = Arc::new(RequestLimits::new(policy.limits));
     routes
         .layer(axum::middleware::from_fn_with_state(
-            limits,
+            limits.clone(),
             limits::enforce,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            limits::read_body,
         ))
         .layer(axum::middleware::from_fn_with_state(
             console.clone(),

@@ -6,6 +6,7 @@ use axum::response::Response;
 use serde::Serialize;
 
 use super::error::ApiError;
+use crate::domain::cursor::Slice;
 
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 200;
@@ -55,6 +56,18 @@ impl<T: AsRef<[u8]>> Page<T> {
 }
 
 impl<T> Page<T> {
+    /// Builds a page from a slice of rows: a cursor after the last when more follow.
+    pub fn from_slice(slice: Slice<T>, cursor_of: impl Fn(&T) -> String) -> Self {
+        let next_cursor = slice
+            .more
+            .then(|| slice.items.last().map(cursor_of))
+            .flatten();
+        Page {
+            items: slice.items,
+            next_cursor,
+        }
+    }
+
     /// Builds a page from up to `limit + 1` rows: the extra row only says that more exist, so
     /// the last page never hands out a cursor to an empty one.
     pub fn from_rows(mut rows: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> String) -> Self {

@@ -1,6 +1,8 @@
 //! The accept loop: one HTTP/1.1 connection per task, with the limits axum's own `serve` does
-//! not expose — a header size cap and a header-read timeout that also closes idle keep-alive
-//! connections (so a slow-loris client holds a connection for at most that long).
+//! not expose — a header size cap, a header-read timeout that also closes idle keep-alive
+//! connections (so a slow-loris client holds a connection for at most that long), a write
+//! deadline (`connection`), and a small per-connection buffer, so a client that does not read
+//! leaves little behind in the connection itself.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,8 +16,13 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use super::connection::ClientIo;
+
 /// Largest request head (request line and headers) accepted (SPEC §5).
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Most bytes a connection buffers in each direction. Response bytes the connection has taken
+/// are no longer counted against the response budget (`limits`), so this bounds what escapes it.
+pub const MAX_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Connection-level limits.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +30,8 @@ pub struct ConnectionLimits {
     /// Time a client has to send a request's headers, and the longest a keep-alive connection
     /// may sit idle.
     pub idle_timeout: Duration,
+    /// Longest a response write may stall before the connection is dropped.
+    pub write_timeout: Duration,
     /// How long shutdown waits for open connections to finish their requests.
     pub drain_limit: Duration,
 }
@@ -39,6 +48,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout)
         .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(MAX_BUFFER_BYTES)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
@@ -64,8 +74,10 @@ pub async fn serve(
                         .insert(ConnectInfo::<SocketAddr>(peer));
                     request
                 });
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = http.serve_connection(
+            TokioIo::new(ClientIo::new(stream, limits.write_timeout)),
+            TowerToHyperService::new(service),
+        );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // A client that vanishes or times out ends its own connection; nothing to report.

@@ -78,7 +78,11 @@ impl Console {
             exported = exported.detail("until_ms", until);
         }
         self.store.append_audit(vec![exported]).await?;
-        let chunks = ReceiverStream::new(self.store.export_audit(since_ms, until_ms));
+        let chunks = ReceiverStream::new(self.store.export_audit(
+            since_ms,
+            until_ms,
+            self.stream_limits,
+        ));
         Ok(Box::pin(
             chunks.map(|chunk| chunk.map_err(ServiceError::from)),
         ))

@@ -2,11 +2,14 @@
 
 use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::domain::chat::{Chat, ChatPatch, NewChat};
-use crate::domain::cursor::{ChatCursor, Order};
+use crate::domain::cursor::{ChatCursor, Order, Slice};
 use crate::domain::message::{MessageJson, Position};
 use crate::domain::slug;
 
 use super::{Console, ServiceError};
+
+/// The message JSON one page may hold before it ends early (its last message may pass it).
+const PAGE_BYTES: usize = 1024 * 1024;
 
 impl Console {
     pub async fn create_chat(&self, ctx: &Context, new: NewChat) -> Result<Chat, ServiceError> {
@@ -70,17 +73,19 @@ impl Console {
         Ok(self.store.list_chats(after, archived, limit)?)
     }
 
-    /// Up to `limit` messages after `after` in `order`, as JSON.
+    /// Up to `limit` messages after `after` in `order`, as JSON, and fewer when they would
+    /// come to more than `PAGE_BYTES`: one response never holds more than about a mebibyte,
+    /// whatever the messages' size.
     pub fn messages(
         &self,
         chat_id: &str,
         order: Order,
         after: Option<Position>,
         limit: usize,
-    ) -> Result<Vec<MessageJson>, ServiceError> {
+    ) -> Result<Slice<MessageJson>, ServiceError> {
         check_chat_id(chat_id)?;
         self.store
-            .messages(chat_id, order, after, limit)?
+            .messages(chat_id, order, after, limit, PAGE_BYTES)?
             .ok_or(ServiceError::NotFound("chat"))
     }
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use crate::clock::Clock;
 use crate::config::{Config, Secret};
 use crate::domain::rate::{Quota, Scope, SendLimits};
+use crate::store::audit::StreamLimits;
 use crate::store::{Store, StoreError};
 use agents::Agents;
 use denials::Denials;
@@ -66,6 +67,7 @@ pub struct Console {
     pub agents: Agents,
     pub events: Events,
     data_dir: PathBuf,
+    stream_limits: StreamLimits,
     inflight: Arc<Inflight>,
     replays: Replays,
     denials: Denials,
@@ -97,6 +99,10 @@ impl Console {
                 .map_err(|e| ServiceError::Internal(e.to_string()))?,
             events: Events::default(),
             data_dir: config.data_dir.clone(),
+            stream_limits: StreamLimits {
+                chunk: Duration::from_millis(config.http.write_timeout_ms),
+                total: Duration::from_secs(config.http.stream_max_minutes * 60),
+            },
             inflight: Arc::default(),
             replays: Replays::default(),
             denials: Denials::default(),

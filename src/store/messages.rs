@@ -15,7 +15,7 @@ use super::batch::WriteTables;
 use super::tables::{CHATS, MESSAGES};
 use super::{Store, StoreError};
 use crate::domain::chat::Chat;
-use crate::domain::cursor::Order;
+use crate::domain::cursor::{Order, Slice};
 use crate::domain::message::{Message, MessageJson, MessageRole, Position};
 
 /// The format byte in front of a stored message: its JSON view (`Message::view`). Format 1, a
@@ -113,14 +113,16 @@ impl Store {
     }
 
     /// Up to `limit` of a chat's messages strictly after `after` in `order`, as their stored
-    /// JSON; `None` when the chat does not exist.
+    /// JSON, stopping early once they hold `max_bytes` (always at least one message); `None`
+    /// when the chat does not exist.
     pub fn messages(
         &self,
         chat_id: &str,
         order: Order,
         after: Option<Position>,
         limit: usize,
-    ) -> Result<Option<Vec<MessageJson>>, StoreError> {
+        max_bytes: usize,
+    ) -> Result<Option<Slice<MessageJson>>, StoreError> {
         self.read(|txn| {
             let table = txn.open_table(MESSAGES)?;
             let id = chat_id;
@@ -137,19 +139,27 @@ impl Store {
                 Order::Desc => Box::new(range.rev()),
             };
             let mut page = Vec::with_capacity(limit);
-            for row in rows.take(limit) {
+            let mut bytes = 0;
+            let mut more = false;
+            for row in rows {
+                if page.len() == limit || bytes >= max_bytes {
+                    more = true;
+                    break;
+                }
                 let (key, value) = row?;
                 let (_, ts_ms, seq) = key.value();
+                let json = json(value.value())?.to_vec();
+                bytes += json.len();
                 page.push(MessageJson {
                     position: Position { ts_ms, seq },
-                    json: json(value.value())?.to_vec(),
+                    json,
                 });
             }
             // A chat with messages exists; only an empty page needs to ask.
             if page.is_empty() && txn.open_table(CHATS)?.get(chat_id)?.is_none() {
                 return Ok(None);
             }
-            Ok(Some(page))
+            Ok(Some(Slice { items: page, more }))
         })
     }
 }

@@ -38,6 +38,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the writer is not running")]
     Unavailable,
+    #[error("the reader did not keep up")]
+    Deadline,
 }
 
 macro_rules! from_redb {

@@ -110,10 +110,19 @@ async fn cross_origin_requests_are_denied_unless_allow_listed() {
 async fn a_one_mebibyte_body_is_refused_with_a_json_error() {
     let app = spawn_app().await;
     let text = "x".repeat(1024 * 1024);
-    let response = app
-        .post_send("big", &app.admin_key, None, &json!({ "text": text }))
+    let sent = app
+        .send_request("big", &app.admin_key, &json!({ "text": text }))
+        .send()
         .await;
-    assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    match sent {
+        Ok(response) => {
+            assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+        }
+        // The server answers before the body and closes without reading it, so a client still
+        // sending may see the connection reset before the answer (the raw-socket test in
+        // `availability` reads the answer itself).
+        Err(error) => assert!(!error.is_timeout(), "{error}"),
+    }
     let missing = app.get("api/chats/big", &app.admin_key).await;
     assert_eq!(
         missing.status(),
@@ -189,7 +198,7 @@ async fn a_slow_loris_client_is_cut_off_while_others_are_served() {
 }
 
 #[tokio::test]
-async fn requests_over_the_concurrency_cap_are_refused_not_queued() {
+async fn requests_over_the_concurrency_cap_are_refused_not_queued_but_probes_are_answered() {
     let (stalled, app) =
         spawn_with_stalled_agent(&[("SOFIIA_HTTP__MAX_CONCURRENT_REQUESTS", "1")]).await;
     let stuck = tokio::spawn(send(app.send_request(
@@ -202,8 +211,12 @@ async fn requests_over_the_concurrency_cap_are_refused_not_queued() {
         (stalled.calls() == 1).then_some(())
     })
     .await;
-    let livez = app.get_anonymous("livez").await;
-    assert_eq!(livez.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The probes a service manager acts on take no slot: a busy service is not a dead one.
+    assert_eq!(app.get_anonymous("livez").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get_anonymous("api/health").await.status(),
+        StatusCode::OK
+    );
     let refused = app.get("api/chats", &app.admin_key).await;
     assert!(refused.headers().get("retry-after").is_some());
     assert_error(refused, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;

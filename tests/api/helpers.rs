@@ -206,6 +206,26 @@ impl TestApp {
         data_dir_in(self.root.path())
     }
 
+    /// `host:port` of the server, for raw TCP clients.
+    pub fn socket_addr(&self) -> String {
+        let host = self.address.host_str().expect("host");
+        let port = self.address.port().expect("port");
+        format!("{host}:{port}")
+    }
+
+    /// A line of the server process's `/proc/PID/status`, such as `VmRSS` or `Threads`, as the
+    /// number it starts with (kB for sizes).
+    pub fn process_status(&self, field: &str) -> u64 {
+        let pid = self.server.id().expect("the server is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("the server's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+    }
+
     /// Everything the server has written to stdout so far.
     pub fn logs(&self) -> String {
         self.log.lock().expect("log lock poisoned").clone()

@@ -4,6 +4,7 @@
 mod agents;
 mod audit;
 mod auth;
+mod availability;
 mod chats;
 mod crash_takeover;
 mod errors;

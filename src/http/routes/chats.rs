@@ -102,7 +102,7 @@ pub async fn messages(
         .map(cursor::decode_message)
         .transpose()
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
-    let rows = console.messages(&id, query.order, after, limit + 1)?;
-    let page = Page::from_rows(rows, limit, |m| cursor::encode_message(m.position));
+    let slice = console.messages(&id, query.order, after, limit)?;
+    let page = Page::from_slice(slice, |m| cursor::encode_message(m.position));
     Ok(page.render(MESSAGE_JSON_BYTES))
 }
