@@ -123,7 +123,7 @@ impl Application {
             git_sha = build_info::GIT_SHA,
             "listening"
         );
-        let denial_windows = tokio::spawn(close_denial_windows(Arc::downgrade(&console)));
+        let housekeeping = tokio::spawn(housekeeping(Arc::downgrade(&console)));
         let router = http::router(console.clone(), &policy, metrics);
         let closing = console.clone();
         let stop = async move {
@@ -132,7 +132,7 @@ impl Application {
             closing.events.close();
         };
         http::serve::serve(listener, router, connections, stop).await;
-        denial_windows.abort();
+        housekeeping.abort();
         console.flush_denials().await;
         record(&console, Action::ServiceStop).await;
         drop(console);
@@ -158,9 +158,9 @@ async fn record(console: &Console, action: Action) {
     }
 }
 
-/// Closes the denial-aggregation windows on schedule. Holds the console weakly so it never keeps
-/// the writer alive at shutdown.
-async fn close_denial_windows(console: std::sync::Weak<Console>) {
+/// Closes the denial-aggregation windows on schedule and forgets lockout state that no longer
+/// matters. Holds the console weakly so it never keeps the writer alive at shutdown.
+async fn housekeeping(console: std::sync::Weak<Console>) {
     let mut ticks = tokio::time::interval(denials::WINDOW);
     ticks.tick().await;
     loop {
@@ -169,6 +169,7 @@ async fn close_denial_windows(console: std::sync::Weak<Console>) {
             return;
         };
         console.flush_denials().await;
+        console.sweep_lockouts();
     }
 }
 

@@ -90,14 +90,22 @@ impl Denials {
 }
 
 impl Console {
+    /// Counts a denial into its window: the record to write now when it opens the window, else
+    /// `None` (it is counted into the window's summary).
+    pub fn admit_denial(&self, draft: Draft) -> Option<Draft> {
+        self.denials
+            .admit(draft)
+            .map(|first| first.detail("count", 1u64))
+    }
+
     /// Records a denied request (aggregated). Never blocks the response on the write.
     pub fn record_denial(&self, draft: Draft) {
-        let Some(first) = self.denials.admit(draft) else {
+        let Some(first) = self.admit_denial(draft) else {
             return;
         };
         let store = self.store.clone();
         tokio::spawn(async move {
-            if let Err(error) = store.append_audit(vec![first.detail("count", 1u64)]).await {
+            if let Err(error) = store.append_audit(vec![first]).await {
                 tracing::error!(event = "error", %error, "could not record a denial");
             }
         });

@@ -1,13 +1,11 @@
-//! API keys: authentication from an in-memory ring, creation, revocation and the bootstrap key.
+//! API keys: authentication, creation, revocation and the bootstrap key.
 //!
-//! The ring mirrors the `api_keys` table. This process is the file's only writer and every key
-//! change goes through here, so the ring is updated right after each commit and authentication
-//! never needs a read transaction on the hot path.
+//! Authentication reads the keys the writer publishes after each commit (`store::published`), so
+//! it needs no read transaction, and a revocation takes effect the moment it is durable — even
+//! if the request that made it is gone by then.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::sync::{PoisonError, RwLock};
 
 use crate::clock::Clock;
 use crate::config::Secret;
@@ -27,7 +25,6 @@ pub struct Keys {
     store: Store,
     clock: Clock,
     admin_token: Option<Secret>,
-    ring: RwLock<HashMap<String, ApiKey>>,
 }
 
 /// A key as returned at creation: the record plus the full secret, shown this once.
@@ -37,22 +34,12 @@ pub struct CreatedKey {
 }
 
 impl Keys {
-    pub fn load(
-        store: Store,
-        clock: Clock,
-        admin_token: Option<Secret>,
-    ) -> Result<Self, ServiceError> {
-        let ring = store
-            .all_keys()?
-            .into_iter()
-            .map(|k| (k.id.clone(), k))
-            .collect();
-        Ok(Self {
+    pub fn new(store: Store, clock: Clock, admin_token: Option<Secret>) -> Self {
+        Self {
             store,
             clock,
             admin_token,
-            ring: RwLock::new(ring),
-        })
+        }
     }
 
     /// The principal a presented credential stands for, or `None`.
@@ -64,23 +51,26 @@ impl Keys {
         }
         let parsed = api_key::parse(presented)?;
         let now = self.clock.now_ms();
-        let (principal, record_use) = {
-            let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
-            let key = ring.get(parsed.id)?;
-            if !(api_key::secret_matches(parsed.secret, &key.secret_hash) && key.is_active(now)) {
-                return None;
-            }
-            let stale = key
-                .last_used_ms
-                .is_none_or(|t| now.saturating_sub(t) >= LAST_USED_GRANULARITY_MS);
-            let principal = Principal {
-                credential: Credential::Key,
-                id: key.id.clone(),
-                role: key.role,
-                via_session: false,
-            };
-            (principal, stale)
-        };
+        let (principal, record_use) = self
+            .store
+            .published()
+            .with_key(parsed.id, |key| {
+                if !(api_key::secret_matches(parsed.secret, &key.secret_hash) && key.is_active(now))
+                {
+                    return None;
+                }
+                let stale = key
+                    .last_used_ms
+                    .is_none_or(|t| now.saturating_sub(t) >= LAST_USED_GRANULARITY_MS);
+                let principal = Principal {
+                    credential: Credential::Key,
+                    id: key.id.clone(),
+                    role: key.role,
+                    via_session: false,
+                };
+                Some((principal, stale))
+            })
+            .flatten()?;
         if record_use {
             self.record_use(&principal.id, now);
         }
@@ -111,10 +101,10 @@ impl Keys {
                 .map(|_| Role::Admin),
             Credential::Key => {
                 let now = self.clock.now_ms();
-                let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
-                ring.get(binding)
-                    .filter(|k| k.is_active(now))
-                    .map(|k| k.role)
+                self.store
+                    .published()
+                    .with_key(binding, |k| k.is_active(now).then_some(k.role))
+                    .flatten()
             }
         }
     }
@@ -164,7 +154,6 @@ impl Keys {
             last_used_ms: None,
         };
         self.store.insert_key(key.clone(), audit).await?;
-        self.ring_mut().insert(key.id.clone(), key.clone());
         Ok(CreatedKey {
             key,
             secret: generated.full,
@@ -178,26 +167,15 @@ impl Keys {
             Target::new("key", id),
             Outcome::Ok,
         );
-        let key = self
-            .store
+        self.store
             .revoke_key(id.to_owned(), audit)
             .await?
-            .ok_or(ServiceError::NotFound("key"))?;
-        self.ring_mut().insert(key.id.clone(), key.clone());
-        Ok(key)
+            .ok_or(ServiceError::NotFound("key"))
     }
 
     /// Every key, oldest first.
     pub fn list(&self) -> Vec<ApiKey> {
-        let mut keys: Vec<ApiKey> = self
-            .ring
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
-        keys.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
-        keys
+        self.store.published().keys()
     }
 
     /// On a first start with no admin credential at all, creates an admin key and writes it to
@@ -206,10 +184,8 @@ impl Keys {
         let now = self.clock.now_ms();
         let has_admin = self.admin_token.is_some()
             || self
-                .ring
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .values()
+                .list()
+                .iter()
                 .any(|k| k.role == Role::Admin && k.is_active(now));
         if has_admin {
             return Ok(false);
@@ -227,10 +203,9 @@ impl Keys {
         Ok(true)
     }
 
+    /// Records a use in the background. Until it is published, other requests may find the key
+    /// stale too; the writer keeps only the latest use, so they cost a no-op write at most.
     fn record_use(&self, id: &str, now: u64) {
-        if let Some(key) = self.ring_mut().get_mut(id) {
-            key.last_used_ms = Some(now);
-        }
         let store = self.store.clone();
         let id = id.to_owned();
         tokio::spawn(async move {
@@ -238,10 +213,6 @@ impl Keys {
                 tracing::warn!(event = "key_use_not_recorded", %error, "could not record key use");
             }
         });
-    }
-
-    fn ring_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, ApiKey>> {
-        self.ring.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

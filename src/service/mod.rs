@@ -12,7 +12,6 @@ pub mod health;
 pub mod inflight;
 pub mod keys;
 pub mod lockout;
-pub mod replays;
 pub mod send;
 pub mod sessions;
 
@@ -31,8 +30,7 @@ use events::Events;
 use inflight::Inflight;
 use keys::Keys;
 use lockout::{LockoutPolicy, Lockouts};
-use replays::Replays;
-use sessions::{SessionPolicy, Sessions};
+use sessions::SessionPolicy;
 
 /// Settings of the send path, taken from the configuration once.
 #[derive(Debug, Clone)]
@@ -69,10 +67,9 @@ pub struct Console {
     data_dir: PathBuf,
     stream_limits: StreamLimits,
     inflight: Arc<Inflight>,
-    replays: Replays,
     denials: Denials,
     lockouts: Lockouts,
-    sessions: Sessions,
+    session_policy: SessionPolicy,
     started: Instant,
 }
 
@@ -84,12 +81,8 @@ impl Console {
         config: &Config,
         admin_token: Option<Secret>,
     ) -> Result<Self, ServiceError> {
-        let keys = Keys::load(store.clone(), clock, admin_token)?;
-        let sessions = Sessions::load(&store, SessionPolicy::from_config(&config.auth))?;
-        let lockouts = Lockouts::new(
-            LockoutPolicy::from_config(&config.auth),
-            store.lockouts(clock.now_ms())?,
-        );
+        let keys = Keys::new(store.clone(), clock, admin_token);
+        let lockouts = Lockouts::new(LockoutPolicy::from_config(&config.auth));
         Ok(Self {
             store,
             keys,
@@ -104,10 +97,9 @@ impl Console {
                 total: Duration::from_secs(config.http.stream_max_minutes * 60),
             },
             inflight: Arc::default(),
-            replays: Replays::default(),
             denials: Denials::default(),
             lockouts,
-            sessions,
+            session_policy: SessionPolicy::from_config(&config.auth),
             started: Instant::now(),
         })
     }

@@ -87,8 +87,8 @@ impl Console {
     }
 
     /// The fast path: the stored answer when the same request already finished, read without
-    /// the writer — from the replay cache, else from a read transaction. `None` when the key is
-    /// free or still in progress.
+    /// the writer — from the records completed in this process, else from a read transaction.
+    /// `None` when the key is free or still in progress.
     fn finished(
         &self,
         scope: &str,
@@ -97,18 +97,15 @@ impl Console {
         chat_id: &str,
     ) -> Result<Option<SendResponse>, ServiceError> {
         let now_ms = self.clock.now_ms();
-        let (record, was_kept) = match self.replays.get(scope, key, now_ms) {
-            Some(kept) => (kept, true),
+        let record = match self.store.published().completed(scope, key, now_ms) {
+            Some(kept) => kept,
             None => match self.store.idempotency_record(scope, key)? {
-                Some(stored) => (Arc::new(stored), false),
+                Some(stored) => Arc::new(stored),
                 None => return Ok(None),
             },
         };
         match decide(Some(&record), fingerprint, now_ms) {
             NextAction::Replay { status, body } => {
-                if !was_kept {
-                    self.replays.keep(scope, key, record);
-                }
                 let limits = &self.send_settings.limits;
                 let quota = self.store.rate_standing(limits, chat_id, scope, now_ms)?;
                 Ok(Some(SendResponse {

@@ -1,23 +1,20 @@
 //! Admin-page sessions: login with a key, a cookie token, idle and absolute expiry (SPEC §4).
 //!
-//! Like keys, sessions are mirrored in memory — this process writes every change — so a
-//! cookie-authenticated request costs no read transaction. Activity is written at most once a
-//! minute per session.
+//! Like keys, sessions are read from the state the writer publishes after each commit
+//! (`store::published`), so a cookie-authenticated request costs no read transaction, and a
+//! session ended by logout is over the moment the logout is durable. Activity is written at
+//! most once a minute per session.
 
-use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use super::{Console, ServiceError};
 use crate::config::AuthConfig;
 use crate::domain::audit::{Action, Actor, Context, Outcome, Target};
 use crate::domain::principal::{Credential, Principal};
 use crate::domain::session::{Session, TokenHash, token_hash};
-use crate::store::Store;
-
-use super::{Console, ServiceError};
 
 const ACTIVITY_GRANULARITY_MS: u64 = 60_000;
 
@@ -43,11 +40,6 @@ impl SessionPolicy {
     }
 }
 
-pub struct Sessions {
-    policy: SessionPolicy,
-    live: RwLock<HashMap<TokenHash, Session>>,
-}
-
 /// A session just opened: the token for the cookie, shown only now.
 pub struct Opened {
     pub token: String,
@@ -55,19 +47,9 @@ pub struct Opened {
     pub ends_ms: u64,
 }
 
-impl Sessions {
-    pub fn load(store: &Store, policy: SessionPolicy) -> Result<Self, ServiceError> {
-        let live = store.all_sessions()?.into_iter().collect();
-        Ok(Self {
-            policy,
-            live: RwLock::new(live),
-        })
-    }
-}
-
 impl Console {
     pub fn session_policy(&self) -> SessionPolicy {
-        self.sessions.policy
+        self.session_policy
     }
 
     /// Opens a session for the holder of `presented` (an API key or the admin token). A wrong
@@ -99,7 +81,7 @@ impl Console {
             role: principal.role,
             created_ms: now,
             last_seen_ms: now,
-            expires_ms: now + self.sessions.policy.max.as_millis() as u64,
+            expires_ms: now + self.session_policy.max.as_millis() as u64,
         };
         let principal = Principal {
             via_session: true,
@@ -116,15 +98,8 @@ impl Console {
             Outcome::Ok,
         )
         .detail("expires_ms", session.expires_ms);
-        self.store
-            .insert_session(hash, session.clone(), audit)
-            .await?;
-        let ends_ms = session.ends_ms(self.sessions.policy.idle_ms());
-        self.sessions
-            .live
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(hash, session);
+        let ends_ms = session.ends_ms(self.session_policy.idle_ms());
+        self.store.insert_session(hash, session, audit).await?;
         Ok(Opened {
             token,
             principal,
@@ -136,34 +111,33 @@ impl Console {
     pub fn authenticate_session(&self, token: &str) -> Option<Principal> {
         let hash = token_hash(token);
         let now = self.clock.now_ms();
-        let idle_ms = self.sessions.policy.idle_ms();
-        let (principal, stale) = {
-            let live = self
-                .sessions
-                .live
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            let session = live.get(&hash).filter(|s| s.is_live(now, idle_ms))?;
-            let role = self
-                .keys
-                .current_role(session.credential, &session.credential_id)?;
-            let principal = match session.credential {
-                Credential::AdminToken => Principal {
-                    via_session: true,
-                    ..Principal::admin_token()
-                },
-                Credential::Key => Principal {
-                    credential: Credential::Key,
-                    id: session.credential_id.clone(),
-                    role,
-                    via_session: true,
-                },
-            };
-            (
-                principal,
-                now.saturating_sub(session.last_seen_ms) >= ACTIVITY_GRANULARITY_MS,
-            )
-        };
+        let idle_ms = self.session_policy.idle_ms();
+        let (principal, stale) = self
+            .store
+            .published()
+            .with_session(&hash, |session| {
+                session.is_live(now, idle_ms).then(|| session.clone())
+            })
+            .flatten()
+            .and_then(|session| {
+                let role = self
+                    .keys
+                    .current_role(session.credential, &session.credential_id)?;
+                let principal = match session.credential {
+                    Credential::AdminToken => Principal {
+                        via_session: true,
+                        ..Principal::admin_token()
+                    },
+                    Credential::Key => Principal {
+                        credential: Credential::Key,
+                        id: session.credential_id.clone(),
+                        role,
+                        via_session: true,
+                    },
+                };
+                let stale = now.saturating_sub(session.last_seen_ms) >= ACTIVITY_GRANULARITY_MS;
+                Some((principal, stale))
+            })?;
         if stale {
             self.record_activity(hash, now);
         }
@@ -187,13 +161,10 @@ impl Console {
 
     /// When the session behind `token` ends if nothing more happens.
     pub fn session_ends_ms(&self, token: &str) -> Option<u64> {
-        let live = self
-            .sessions
-            .live
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        live.get(&token_hash(token))
-            .map(|s| s.ends_ms(self.sessions.policy.idle_ms()))
+        let idle_ms = self.session_policy.idle_ms();
+        self.store
+            .published()
+            .with_session(&token_hash(token), |s| s.ends_ms(idle_ms))
     }
 
     pub async fn logout(&self, ctx: &Context, token: &str) -> Result<(), ServiceError> {
@@ -204,24 +175,11 @@ impl Console {
             Target::new("session", &session_id(&hash)),
             Outcome::Ok,
         );
-        self.sessions
-            .live
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&hash);
         Ok(self.store.delete_session(hash, audit).await?)
     }
 
+    /// Records activity in the background; the writer keeps only the latest.
     fn record_activity(&self, hash: TokenHash, now: u64) {
-        if let Some(session) = self
-            .sessions
-            .live
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_mut(&hash)
-        {
-            session.last_seen_ms = now;
-        }
         let store = self.store.clone();
         tokio::spawn(async move {
             if let Err(error) = store.touch_session(hash, now).await {

@@ -21,6 +21,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use super::StoreError;
 use super::audit::Head;
 use super::codec;
+use super::published::{Change, Committed};
 use super::rate::{WindowMap, Windows};
 use super::tables::{
     API_KEYS, AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET,
@@ -50,6 +51,8 @@ pub struct WriteTables<'t> {
     chat_index: Table<'t, (u64, &'static str), ()>,
     rate_windows: Table<'t, (&'static str, &'static str), u64>,
     pending: Pending,
+    /// What the batch's operations changed in the published state, applied once it commits.
+    changes: Vec<Change>,
 }
 
 /// Records written in this batch and not yet in their tables.
@@ -101,6 +104,7 @@ impl<'t> WriteTables<'t> {
             chat_index: txn.open_table(CHAT_INDEX)?,
             rate_windows: txn.open_table(RATE_WINDOWS)?,
             pending: Pending::default(),
+            changes: Vec::new(),
         })
     }
 
@@ -163,10 +167,15 @@ impl<'t> WriteTables<'t> {
         self.pending.audit_head = Some(head);
     }
 
-    /// Writes the batch's pending records to their tables, and returns the rate windows written
-    /// (for the mirror, once the batch is committed). The writer calls it once, after the last
-    /// operation and before the commit.
-    pub fn flush(mut self) -> Result<WindowMap, StoreError> {
+    /// Records an effect on the published state, to be applied if and when the batch commits.
+    pub(super) fn publish(&mut self, change: Change) {
+        self.changes.push(change);
+    }
+
+    /// Writes the batch's pending records to their tables, and returns what the batch changed
+    /// in the published state, to apply once it is committed. The writer calls it once, after
+    /// the last operation and before the commit.
+    pub(super) fn flush(mut self) -> Result<Committed, StoreError> {
         for (id, pending) in self.pending.chats.drain() {
             if !pending.changed {
                 continue;
@@ -192,6 +201,9 @@ impl<'t> WriteTables<'t> {
             self.meta
                 .insert(AUDIT_HEAD_KEY, codec::encode(&head)?.as_slice())?;
         }
-        Ok(self.pending.rate_windows)
+        Ok(Committed {
+            windows: self.pending.rate_windows,
+            changes: self.changes,
+        })
     }
 }

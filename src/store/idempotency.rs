@@ -5,12 +5,15 @@
 //! `begin_send` re-decides inside the writer with `domain::idempotency::decide`, so the record,
 //! not what a caller read a moment earlier, settles what happens to a key.
 
+use std::sync::Arc;
+
 use redb::{ReadableTable, Table};
 
 use super::audit;
 use super::batch::WriteTables;
 use super::codec::{self, Record};
 use super::messages::{self, Draft};
+use super::published::Change;
 use super::rate::{self, Charge};
 use super::tables::IDEMPOTENCY;
 use super::{Store, StoreError};
@@ -124,7 +127,7 @@ impl Store {
         operator: &str,
         now_ms: u64,
     ) -> Result<Quota, StoreError> {
-        rate::standing(self.windows.as_ref(), limits, chat_id, operator, now_ms)
+        rate::standing(&self.published.windows, limits, chat_id, operator, now_ms)
     }
 
     pub async fn begin_send(&self, send: BeginSend) -> Result<Begun, StoreError> {
@@ -185,6 +188,7 @@ impl Store {
                         status: 200,
                         body: finished.body.clone(),
                     };
+                    publish_completed(t, &claimed.scope, &claimed.key, &claimed.record);
                     claimed.save(t)?;
                 }
                 Ok((begun, Some(finished)))
@@ -398,11 +402,26 @@ fn finish_op(t: &mut WriteTables<'_>, finish: FinishSend) -> Result<Finished, St
             body: body.clone(),
         };
         save_record(&mut t.idempotency, &scope, &key, &record)?;
+        publish_completed(t, &scope, &key, &record);
     }
     Ok(Finished {
         body,
         message: stored,
     })
+}
+
+/// Replays of a completed record are answered from memory once its batch commits.
+fn publish_completed(
+    t: &mut WriteTables<'_>,
+    scope: &str,
+    key: &IdempotencyKey,
+    record: &IdempotencyRecord,
+) {
+    t.publish(Change::Completed {
+        scope: scope.to_owned(),
+        key: key.clone(),
+        record: Arc::new(record.clone()),
+    });
 }
 
 fn load_record(

@@ -1,10 +1,9 @@
-//! API keys.
-
-use redb::ReadableTable;
+//! API keys. Every change is published (`published`), so authentication reads memory.
 
 use super::audit;
+use super::batch::WriteTables;
 use super::codec::{self, Record};
-use super::tables::API_KEYS;
+use super::published::Change;
 use super::{Store, StoreError};
 use crate::domain::api_key::ApiKey;
 use crate::domain::audit::Draft;
@@ -18,8 +17,7 @@ impl Store {
     pub async fn insert_key(&self, key: ApiKey, audit: Draft) -> Result<(), StoreError> {
         self.writer()
             .execute(move |t| {
-                t.api_keys
-                    .insert(key.id.as_str(), codec::encode(&key)?.as_slice())?;
+                save(t, &key)?;
                 audit::append(t, audit)?;
                 Ok(())
             })
@@ -35,34 +33,34 @@ impl Store {
                     return Ok(None);
                 };
                 key.revoked_ms.get_or_insert(audit.at_ms);
-                t.api_keys
-                    .insert(id.as_str(), codec::encode(&key)?.as_slice())?;
+                save(t, &key)?;
                 audit::append(t, audit)?;
                 Ok(Some(key))
             })
             .await
     }
 
-    /// Records when keys were last used. Keys that have disappeared are skipped.
+    /// Records when a key was last used, unless a later use is recorded already. Keys that have
+    /// disappeared are skipped.
     pub async fn record_key_use(&self, id: String, used_ms: u64) -> Result<(), StoreError> {
         self.writer()
             .execute(move |t| {
-                if let Some(mut key) = codec::get::<_, ApiKey>(&t.api_keys, id.as_str())? {
+                let Some(mut key) = codec::get::<_, ApiKey>(&t.api_keys, id.as_str())? else {
+                    return Ok(());
+                };
+                if key.last_used_ms.is_none_or(|recorded| recorded < used_ms) {
                     key.last_used_ms = Some(used_ms);
-                    t.api_keys
-                        .insert(id.as_str(), codec::encode(&key)?.as_slice())?;
+                    save(t, &key)?;
                 }
                 Ok(())
             })
             .await
     }
+}
 
-    pub fn all_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        self.read(|txn| {
-            txn.open_table(API_KEYS)?
-                .iter()?
-                .map(|row| codec::decode(row?.1.value()))
-                .collect()
-        })
-    }
+fn save(t: &mut WriteTables<'_>, key: &ApiKey) -> Result<(), StoreError> {
+    t.api_keys
+        .insert(key.id.as_str(), codec::encode(key)?.as_slice())?;
+    t.publish(Change::Key(key.clone()));
+    Ok(())
 }

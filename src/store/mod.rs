@@ -13,7 +13,9 @@ pub mod idempotency;
 pub mod keys;
 pub mod lockouts;
 pub mod messages;
+pub mod published;
 pub mod rate;
+mod replays;
 mod schema;
 pub mod sessions;
 pub mod tables;
@@ -27,7 +29,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase};
 pub use schema::SCHEMA_VERSION;
 pub use writer::{Writer, WriterThread};
 
-use rate::WindowMirror;
+use published::Published;
 
 /// A storage failure. Never shown to clients (it maps to `500 internal`).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -82,12 +84,12 @@ pub enum OpenError {
 /// ≤ 200 MiB under load); the operating system's page cache still holds the rest of the file.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-/// The open database, its writer, and the in-memory mirror of its rate windows.
+/// The open database, its writer, and the state it publishes in memory.
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
     writer: Writer,
-    windows: Arc<WindowMirror>,
+    published: Arc<Published>,
 }
 
 impl Store {
@@ -112,16 +114,16 @@ impl Store {
             reason,
         };
         let txn = db.begin_read().map_err(|e| failed(e.to_string()))?;
-        let windows = Arc::new(WindowMirror::load(&txn).map_err(|e| failed(e.to_string()))?);
+        let published = Arc::new(Published::load(&txn).map_err(|e| failed(e.to_string()))?);
         drop(txn);
         let db = Arc::new(db);
         let (writer, thread) =
-            Writer::start(db.clone(), windows.clone()).map_err(|e| failed(e.to_string()))?;
+            Writer::start(db.clone(), published.clone()).map_err(|e| failed(e.to_string()))?;
         Ok((
             Store {
                 db,
                 writer,
-                windows,
+                published,
             },
             thread,
         ))
@@ -129,6 +131,11 @@ impl Store {
 
     pub fn writer(&self) -> &Writer {
         &self.writer
+    }
+
+    /// The in-memory state the writer publishes after each commit.
+    pub fn published(&self) -> &Published {
+        &self.published
     }
 
     /// Runs `f` in a read transaction on the calling task's thread.

@@ -1,9 +1,9 @@
-//! Sessions, keyed by the hash of their token.
+//! Sessions, keyed by the hash of their token. Every change is published (`published`), so a
+//! cookie-authenticated request reads memory.
 
-use redb::ReadableTable;
-
+use super::batch::WriteTables;
 use super::codec::{self, Record};
-use super::tables::SESSIONS;
+use super::published::Change;
 use super::{Store, StoreError, audit};
 use crate::domain::audit::Draft;
 use crate::domain::session::{Session, TokenHash};
@@ -22,8 +22,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.writer()
             .execute(move |t| {
-                t.sessions
-                    .insert(hash.as_slice(), codec::encode(&session)?.as_slice())?;
+                save(t, hash, session)?;
                 audit::append(t, audit)?;
                 Ok(())
             })
@@ -35,6 +34,7 @@ impl Store {
         self.writer()
             .execute(move |t| {
                 if t.sessions.remove(hash.as_slice())?.is_some() {
+                    t.publish(Change::SessionEnded(hash));
                     audit::append(t, audit)?;
                 }
                 Ok(())
@@ -42,33 +42,25 @@ impl Store {
             .await
     }
 
-    /// Records activity; a session already ended is left ended.
+    /// Records activity, unless later activity is recorded already; a session already ended is
+    /// left ended.
     pub async fn touch_session(&self, hash: TokenHash, seen_ms: u64) -> Result<(), StoreError> {
         self.writer()
             .execute(move |t| {
                 let stored: Option<Session> = codec::get(&t.sessions, hash.as_slice())?;
-                if let Some(mut session) = stored {
+                if let Some(mut session) = stored.filter(|s| s.last_seen_ms < seen_ms) {
                     session.last_seen_ms = seen_ms;
-                    t.sessions
-                        .insert(hash.as_slice(), codec::encode(&session)?.as_slice())?;
+                    save(t, hash, session)?;
                 }
                 Ok(())
             })
             .await
     }
+}
 
-    pub fn all_sessions(&self) -> Result<Vec<(TokenHash, Session)>, StoreError> {
-        self.read(|txn| {
-            let mut all = Vec::new();
-            for row in txn.open_table(SESSIONS)?.iter()? {
-                let (hash, raw) = row?;
-                let hash: TokenHash = hash
-                    .value()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("session key is not a hash".into()))?;
-                all.push((hash, codec::decode(raw.value())?));
-            }
-            Ok(all)
-        })
-    }
+fn save(t: &mut WriteTables<'_>, hash: TokenHash, session: Session) -> Result<(), StoreError> {
+    t.sessions
+        .insert(hash.as_slice(), codec::encode(&session)?.as_slice())?;
+    t.publish(Change::Session { hash, session });
+    Ok(())
 }

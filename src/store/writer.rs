@@ -12,6 +12,8 @@
 //!   aborted and every caller in it is told so. Nothing of that batch is committed.
 //! * Operations later in a batch see the effects of earlier ones, exactly as if each had its own
 //!   transaction; so two sends with one idempotency key behave the same batched or not.
+//! * An operation never changes in-memory state itself: it records the change in its batch
+//!   (`WriteTables::publish`), and the writer applies it once the batch commits (`published`).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
 use super::batch::WriteTables;
-use super::rate::WindowMirror;
+use super::published::Published;
 
 /// Most operations applied in one transaction. Large enough to amortise an fsync over many
 /// callers, small enough that one commit never holds a caller for long.
@@ -48,15 +50,15 @@ impl WriterThread {
 }
 
 impl Writer {
-    /// Starts the writer thread; it publishes every committed batch's rate windows to `windows`.
+    /// Starts the writer thread; it applies every committed batch's changes to `published`.
     pub fn start(
         db: Arc<Database>,
-        windows: Arc<WindowMirror>,
+        published: Arc<Published>,
     ) -> std::io::Result<(Writer, WriterThread)> {
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("sofiia-writer".into())
-            .spawn(move || run(&db, &windows, receiver))?;
+            .spawn(move || run(&db, &published, receiver))?;
         Ok((Writer { queue }, WriterThread(thread)))
     }
 
@@ -119,7 +121,7 @@ where
     }
 }
 
-fn run(db: &Database, windows: &WindowMirror, mut receiver: mpsc::Receiver<Box<dyn Job>>) {
+fn run(db: &Database, published: &Published, mut receiver: mpsc::Receiver<Box<dyn Job>>) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
@@ -129,7 +131,7 @@ fn run(db: &Database, windows: &WindowMirror, mut receiver: mpsc::Receiver<Box<d
                 Err(_) => break,
             }
         }
-        let outcome = commit_batch(db, windows, &mut batch);
+        let outcome = commit_batch(db, published, &mut batch);
         if let Err(error) = &outcome {
             tracing::error!(event = "commit_failed", batch = batch.len(), %error, "write batch aborted");
         }
@@ -139,9 +141,11 @@ fn run(db: &Database, windows: &WindowMirror, mut receiver: mpsc::Receiver<Box<d
     }
 }
 
+/// Applies and commits one batch, then publishes its changes — before any caller is answered,
+/// so a caller that sees its operation done also sees its effect in memory.
 fn commit_batch(
     db: &Database,
-    windows: &WindowMirror,
+    published: &Published,
     batch: &mut [Box<dyn Job>],
 ) -> Result<(), StoreError> {
     let mut txn = db.begin_write()?;
@@ -155,7 +159,7 @@ fn commit_batch(
                 .try_for_each(|job| job.apply(&mut tables))?;
             tables.flush()
         });
-    let written_windows = match applied {
+    let committed = match applied {
         Ok(written) => written,
         Err(error) => {
             txn.abort()?;
@@ -167,6 +171,6 @@ fn commit_batch(
         return Err(StoreError::Database("failpoint store.commit".into()));
     }
     txn.commit()?;
-    windows.publish(written_windows);
+    published.apply(committed);
     Ok(())
 }

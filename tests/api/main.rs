@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod availability;
 mod chats;
+mod committed_state;
 mod crash_takeover;
 mod errors;
 mod fake_node;

@@ -1,12 +1,13 @@
-//! Completed sends that were replayed lately, kept in memory so a client retrying one key again
-//! and again is answered without a read transaction.
+//! Sends completed lately, kept in memory so a client retrying one key again and again is
+//! answered without a read transaction.
 //!
-//! A completed record never changes while it lives: its key can only be claimed again once it
-//! has expired, and `IdempotencyRecord::is_live` says when that is. So a copy here can be
-//! trusted for exactly as long as the record itself; an expired copy is ignored and the file
-//! asked again. Only records read back completed are kept: the most recent ones, up to
-//! `CAPACITY` records and `BODY_BYTES` of response bodies between them, and none whose body is
-//! over `MAX_BODY_BYTES` (an agent's answer alone may be a mebibyte).
+//! The writer keeps each record it completes here once its batch commits (`published`). A
+//! completed record never changes while it lives: its key can only be claimed again once it has
+//! expired, and `IdempotencyRecord::is_live` says when that is. So a copy here can be trusted for
+//! exactly as long as the record itself; an expired copy is ignored and the file asked instead.
+//! Kept are the most recent ones, up to `CAPACITY` records and `BODY_BYTES` of response bodies
+//! between them, and none whose body is over `MAX_BODY_BYTES` (an agent's answer alone may be a
+//! mebibyte).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -46,8 +47,9 @@ impl Replays {
         record.is_live(now_ms).then(|| Arc::clone(record))
     }
 
-    /// Keeps `record` for `(scope, key)` if it is completed and its body small enough,
-    /// forgetting the oldest records kept while over the bounds.
+    /// Keeps `record` for `(scope, key)` if it is completed and its body small enough (replacing
+    /// the copy of an earlier, expired claim of the key), forgetting the oldest records kept
+    /// while over the bounds.
     pub fn keep(&self, scope: &str, key: &IdempotencyKey, record: Arc<IdempotencyRecord>) {
         let size = match &record.state {
             RecordState::Completed { body, .. } if body.len() <= MAX_BODY_BYTES => body.len(),
@@ -55,12 +57,12 @@ impl Replays {
         };
         let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let keys = kept.records.entry(scope.to_owned()).or_default();
-        if keys.contains_key(key.as_str()) {
-            return;
+        match keys.insert(key.as_str().to_owned(), record) {
+            Some(replaced) => kept.body_bytes -= body_len(&replaced),
+            None => kept
+                .order
+                .push_back((scope.to_owned(), key.as_str().to_owned())),
         }
-        keys.insert(key.as_str().to_owned(), record);
-        kept.order
-            .push_back((scope.to_owned(), key.as_str().to_owned()));
         kept.body_bytes += size;
         while kept.order.len() > CAPACITY || kept.body_bytes > BODY_BYTES {
             kept.forget_oldest();
