@@ -79,6 +79,9 @@ pub struct NodeConfig {
     pub url: String,
     pub model: String,
     pub api_key_file: Option<PathBuf>,
+    /// PEM certificates trusted for this node on top of the platform's CA store: a node behind
+    /// a private CA.
+    pub ca_file: Option<PathBuf>,
     #[serde(default = "NodeConfig::default_timeout_ms")]
     pub timeout_ms: u64,
     #[serde(default = "NodeConfig::default_max_rps")]
@@ -402,6 +405,12 @@ impl Config {
             }
             if !(node.url.starts_with("http://") || node.url.starts_with("https://")) {
                 return Err(invalid(&key("url"), "must be an http:// or https:// URL"));
+            }
+            if node.ca_file.is_some() && !node.url.starts_with("https://") {
+                return Err(invalid(
+                    &key("ca_file"),
+                    "is set but the node's url is not https://, so it would never be used",
+                ));
             }
             if node.model.is_empty() {
                 return Err(invalid(&key("model"), "must not be empty"));
@@ -733,5 +742,21 @@ mod tests {
         let message = Config::load_from(&flags, []).unwrap_err().to_string();
         assert!(message.contains("ttl_hour"), "{message}");
         assert!(message.contains("config.toml"), "{message}");
+    }
+
+    #[test]
+    fn a_ca_file_needs_an_https_node() {
+        let nodes = |url: &str| {
+            format!(r#"[{{ name = "n", url = "{url}", model = "m", ca_file = "/etc/ca.pem" }}]"#)
+        };
+        let config = load(&[("SOFIIA_AGENTS__NODES", &nodes("https://10.0.0.5/v1"))]).unwrap();
+        assert_eq!(
+            config.agents.nodes[0].ca_file,
+            Some(PathBuf::from("/etc/ca.pem"))
+        );
+        let message = load(&[("SOFIIA_AGENTS__NODES", &nodes("http://10.0.0.5/v1"))])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("agents.nodes[0].ca_file"), "{message}");
     }
 }

@@ -89,7 +89,7 @@ impl Api {
         let key = std::fs::read_to_string(key_file)
             .map_err(|e| format!("cannot read the admin key from {}: {e}", key_file.display()))?;
         Ok(Self {
-            http: reqwest::Client::new(),
+            http: http_client(&base)?,
             base: base.trim_end_matches('/').to_owned(),
             key: key.trim().to_owned(),
         })
@@ -136,5 +136,21 @@ impl Api {
             .await
             .map_err(|e| e.to_string())?;
         serde_json::from_str(&text).map_err(|e| format!("unexpected answer from the service: {e}"))
+    }
+}
+
+/// A client that verifies `https://` against the platform's CA store. A host without one can
+/// still reach an `http://` service, so only an `https://` URL makes its absence an error.
+fn http_client(base: &str) -> Result<reqwest::Client, String> {
+    match reqwest::Client::builder().build() {
+        Ok(client) => Ok(client),
+        Err(_) if base.starts_with("http://") => reqwest::Client::builder()
+            .tls_certs_only([])
+            .build()
+            .map_err(|e| format!("cannot set up an HTTP client: {e}")),
+        Err(e) => Err(format!(
+            "cannot verify {base} without the platform's CA store: {}",
+            std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string)
+        )),
     }
 }

@@ -6,7 +6,17 @@
 //! `breaker_failures` consecutive failures it is skipped for `breaker_open_seconds`, then one probe
 //! call decides) and a leaky-bucket pacer (`max_rps`) so a burst of sends cannot flood it. Nothing
 //! here fails a send: every failure becomes a degraded answer, and its full cause goes to the log.
+//!
+//! Nodes are called over `http://` or `https://`. TLS is rustls, and a node's certificate is
+//! checked against the platform's CA store — the roots the host's administrators already keep up
+//! to date — plus, for a node with `ca_file`, that file's certificates: on-premises nodes are
+//! often signed by a private CA the host trusts for nothing else, so it is trusted for that node
+//! only. That node gets a client of its own; every node without `ca_file` shares one client and
+//! its connection pool. A `ca_file` that cannot be used, or an `https://` node on a host with no
+//! CA store, stops start-up: otherwise the node would only ever fail, one `llm_error` at a time.
 
+use std::error::Error;
+use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -20,7 +30,6 @@ use crate::domain::send::{Answer, DegradedReason};
 use crate::monitoring;
 
 pub struct Agents {
-    client: reqwest::Client,
     nodes: Vec<Node>,
     context_messages: usize,
     system_prompt: Option<String>,
@@ -38,6 +47,7 @@ struct Node {
     endpoint: String,
     model: String,
     api_key: Option<String>,
+    client: reqwest::Client,
     timeout: Duration,
     pacer: RateLimiter,
     circuit: Mutex<Circuit>,
@@ -121,14 +131,19 @@ struct Turn<'a> {
 
 impl Agents {
     pub fn from_config(config: &AgentsConfig) -> Result<Self, ConfigError> {
-        let nodes = config
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, node)| Node::from_config(i, node))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut shared: Option<reqwest::Client> = None;
+        let mut nodes = Vec::with_capacity(config.nodes.len());
+        for (i, node) in config.nodes.iter().enumerate() {
+            let client = match &node.ca_file {
+                Some(path) => private_ca_client(i, path)?,
+                None => match &shared {
+                    Some(client) => client.clone(),
+                    None => shared.insert(shared_client(&config.nodes)?).clone(),
+                },
+            };
+            nodes.push(Node::from_config(i, node, client)?);
+        }
         Ok(Self {
-            client: reqwest::Client::new(),
             nodes,
             context_messages: config.context_messages,
             system_prompt: config.system_prompt.clone(),
@@ -190,7 +205,7 @@ impl Agents {
                 continue;
             }
             let started = Instant::now();
-            let result = node.call(&self.client, self.request(node, history)).await;
+            let result = node.call(self.request(node, history)).await;
             record(&node.name, &result, started.elapsed());
             match result {
                 Ok((text, model)) => {
@@ -245,15 +260,21 @@ impl Agents {
 }
 
 impl Node {
-    fn from_config(index: usize, config: &NodeConfig) -> Result<Self, ConfigError> {
+    fn from_config(
+        index: usize,
+        config: &NodeConfig,
+        client: reqwest::Client,
+    ) -> Result<Self, ConfigError> {
         let api_key = match &config.api_key_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)
                     .map(|k| k.trim().to_owned())
-                    .map_err(|e| ConfigError::Invalid {
-                        key: format!("agents.nodes[{index}].api_key_file"),
-                        source_name: "configuration".into(),
-                        reason: format!("cannot read {}: {e}", path.display()),
+                    .map_err(|e| {
+                        node_error(
+                            index,
+                            "api_key_file",
+                            format!("cannot read {}: {e}", path.display()),
+                        )
                     })?,
             ),
             None => None,
@@ -264,6 +285,7 @@ impl Node {
             endpoint: format!("{}/chat/completions", config.url.trim_end_matches('/')),
             model: config.model.clone(),
             api_key,
+            client,
             timeout: Duration::from_millis(config.timeout_ms),
             pacer: RateLimiter::builder()
                 .max(per_second)
@@ -276,16 +298,12 @@ impl Node {
     }
 
     /// One call, paced and bounded by the node's timeout (the wait for the pacer included).
-    async fn call(
-        &self,
-        client: &reqwest::Client,
-        body: Completion<'_>,
-    ) -> Result<(String, String), Failure> {
+    async fn call(&self, body: Completion<'_>) -> Result<(String, String), Failure> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         tokio::time::timeout_at(deadline, self.pacer.acquire_one())
             .await
             .map_err(|_| Failure::Paced)?;
-        let mut request = client.post(&self.endpoint).json(&body);
+        let mut request = self.client.post(&self.endpoint).json(&body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
@@ -343,6 +361,75 @@ impl Node {
     }
 }
 
+/// A client trusting the platform's CA store and the certificates in `ca_file`.
+fn private_ca_client(index: usize, ca_file: &Path) -> Result<reqwest::Client, ConfigError> {
+    let problem =
+        |what: String| node_error(index, "ca_file", format!("{}: {what}", ca_file.display()));
+    let pem = std::fs::read(ca_file).map_err(|e| problem(format!("cannot be read: {e}")))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| problem(format!("is not valid PEM: {}", causes(&e))))?;
+    if certificates.is_empty() {
+        return Err(problem(
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        ));
+    }
+    reqwest::Client::builder()
+        .tls_certs_merge(certificates)
+        .build()
+        .map_err(|e| problem(format!("cannot be used as a CA: {}", causes(&e))))
+}
+
+/// The client of every node without `ca_file`: the platform's CA store. A host without one can
+/// still call `http://` nodes, so its absence stops start-up only when an `https://` node needs it.
+fn shared_client(nodes: &[NodeConfig]) -> Result<reqwest::Client, ConfigError> {
+    let platform_failed = match reqwest::Client::builder().build() {
+        Ok(client) => return Ok(client),
+        Err(error) => causes(&error),
+    };
+    let needing_tls = nodes
+        .iter()
+        .position(|n| n.ca_file.is_none() && n.url.starts_with("https://"));
+    if let Some(index) = needing_tls {
+        return Err(node_error(
+            index,
+            "url",
+            format!(
+                "cannot verify this node's certificate without the platform's CA store ({platform_failed}); install the CA certificates or set ca_file"
+            ),
+        ));
+    }
+    // No root is trusted at all, so a redirect to https:// fails instead of going unverified.
+    reqwest::Client::builder()
+        .tls_certs_only([])
+        .build()
+        .map_err(|e| ConfigError::Invalid {
+            key: "agents.nodes".into(),
+            source_name: "configuration".into(),
+            reason: format!("cannot set up an HTTP client: {}", causes(&e)),
+        })
+}
+
+fn node_error(index: usize, field: &str, reason: String) -> ConfigError {
+    ConfigError::Invalid {
+        key: format!("agents.nodes[{index}].{field}"),
+        source_name: "configuration".into(),
+        reason,
+    }
+}
+
+/// The error and each of its causes: reqwest's own message ("builder error", "error sending
+/// request") leaves out the part that says what went wrong, such as an untrusted certificate.
+fn causes(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// `sofiia_agent_requests_total{node,outcome}` and the call's duration.
 fn record(node: &str, result: &Result<(String, String), Failure>, took: Duration) {
     let outcome = match result {
@@ -382,7 +469,7 @@ fn classify(error: reqwest::Error) -> Failure {
     if error.is_timeout() {
         Failure::Timeout
     } else {
-        Failure::Unreachable(error.to_string())
+        Failure::Unreachable(causes(&error))
     }
 }
 
@@ -409,9 +496,11 @@ mod tests {
                 url: "http://127.0.0.1:9".into(),
                 model: "m".into(),
                 api_key_file: None,
+                ca_file: None,
                 timeout_ms: 1000,
                 max_rps: 5,
             },
+            reqwest::Client::new(),
         )
         .unwrap()
     }

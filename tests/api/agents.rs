@@ -1,14 +1,17 @@
 //! Agent nodes (SPEC §8) against real HTTP servers started by the tests: failover, pinning,
-//! timeouts, errors, circuit breaking, rate limiting, the request's context, replays, takeover
-//! and live events.
+//! timeouts, errors, circuit breaking, rate limiting, the request's context, replays, takeover,
+//! live events and nodes behind HTTPS with a private CA.
 
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::fake_node::{Behaviour, FakeNode, dead_url, node};
-use crate::helpers::{TestApp, eventually, expect_json, send, spawn_app, spawn_app_with_config};
+use crate::helpers::{
+    TestApp, eventually, expect_json, send, serve_until_exit, spawn_app, spawn_app_with_config,
+};
 
 async fn spawn_with_nodes(agents: &str, nodes: &[String]) -> TestApp {
     let config = format!("[agents]\n{agents}\n\n{}", nodes.concat());
@@ -345,4 +348,113 @@ async fn live_events_end_at_shutdown_and_when_the_key_is_revoked() {
     );
     assert!(matches!(open.chunk().await, Ok(None) | Err(_)));
     drop(stopped);
+}
+
+/// The `ca_file` line of a node table.
+fn ca_file(path: &Path) -> String {
+    format!("ca_file = {:?}", path.to_str().expect("a UTF-8 path"))
+}
+
+#[tokio::test]
+async fn an_https_node_signed_by_its_ca_file_answers() {
+    let (secure, ca_pem) = FakeNode::start_https(Behaviour::Reply("over TLS")).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let ca_path = dir.path().join("node-ca.pem");
+    std::fs::write(&ca_path, ca_pem).expect("write the CA certificate");
+    assert!(secure.url.starts_with("https://"), "{}", secure.url);
+    let app = spawn_with_nodes("", &[node("secure", &secure.url, &ca_file(&ca_path))]).await;
+    let body = send_ok(&app, "ops", "hello", None).await;
+    assert_eq!(body["degraded"], Value::Null, "{body}");
+    assert_eq!(body["reply"]["text"], "over TLS", "{body}");
+    assert_eq!(body["reply"]["node"], "secure");
+    assert_eq!(secure.calls(), 1);
+}
+
+#[tokio::test]
+async fn an_https_node_with_a_certificate_nobody_trusts_is_llm_error() {
+    let (untrusted, _) = FakeNode::start_https(Behaviour::Reply("unverified")).await;
+    let app = spawn_with_nodes("", &[node("untrusted", &untrusted.url, "")]).await;
+    let body = send_ok(&app, "ops", "hello", None).await;
+    assert_eq!(reason(&body), "llm_error", "{body}");
+    assert_eq!(body["reply"], Value::Null, "{body}");
+    assert_eq!(untrusted.calls(), 0, "a request went past the handshake");
+    eventually("the log names the certificate as the cause", async || {
+        app.logs()
+            .contains("invalid peer certificate")
+            .then_some(())
+    })
+    .await;
+}
+
+/// Runs `serve` with `toml` as its configuration and `env`; asserts that start-up was refused and
+/// returns stderr.
+async fn refused_start(toml: &str, env: &[(&str, &str)]) -> String {
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let config = root.path().join("config.toml");
+    std::fs::write(&config, toml).expect("write config.toml");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().expect("a UTF-8 path"),
+    ];
+    let output = serve_until_exit(&root.path().join("data"), &args, env).await;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "started anyway; stderr: {stderr}");
+    stderr
+}
+
+#[tokio::test]
+async fn a_ca_file_that_is_missing_or_holds_no_certificate_stops_start_up() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let missing = dir.path().join("missing.pem");
+    let not_pem = dir.path().join("not-a-certificate.pem");
+    std::fs::write(&not_pem, "a private CA was meant to be here\n").expect("write the file");
+    for (path, problem) in [(missing, "cannot be read"), (not_pem, "no PEM certificate")] {
+        let toml = node("secure", "https://127.0.0.1:9/v1", &ca_file(&path));
+        let stderr = refused_start(&toml, &[]).await;
+        assert!(stderr.contains("agents.nodes[0].ca_file"), "{stderr}");
+        assert!(stderr.contains(path.to_str().expect("UTF-8")), "{stderr}");
+        assert!(stderr.contains(problem), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_platform_ca_store_only_https_nodes_lacking_a_ca_file_are_refused() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let no_roots = dir.path().join("no-roots.pem");
+    std::fs::write(&no_roots, "").expect("write the empty store");
+    let no_root_dir = dir.path().join("no-roots.d");
+    std::fs::create_dir(&no_root_dir).expect("create the empty store");
+    let no_store = [
+        ("SSL_CERT_FILE", no_roots.to_str().expect("UTF-8")),
+        ("SSL_CERT_DIR", no_root_dir.to_str().expect("UTF-8")),
+    ];
+
+    let (secure, ca_pem) = FakeNode::start_https(Behaviour::Reply("over TLS")).await;
+    let stderr = refused_start(&node("secure", &secure.url, ""), &no_store).await;
+    assert!(stderr.contains("agents.nodes[0].url"), "{stderr}");
+    assert!(stderr.contains("ca_file"), "{stderr}");
+
+    let ca_path = dir.path().join("node-ca.pem");
+    std::fs::write(&ca_path, ca_pem).expect("write the CA certificate");
+    let plain = FakeNode::start(Behaviour::Reply("over HTTP")).await;
+    let config = [
+        node("plain", &plain.url, ""),
+        node("secure", &secure.url, &ca_file(&ca_path)),
+    ]
+    .concat();
+    let app = spawn_app_with_config(&config, &no_store).await;
+    let body = send_ok(&app, "ops", "hello", None).await;
+    assert_eq!(body["reply"]["text"], "over HTTP", "{body}");
+    let pinned = app
+        .post_json(
+            "/api/chats",
+            &app.admin_key,
+            &json!({ "id": "pinned", "node": "secure" }),
+        )
+        .await;
+    assert_eq!(pinned.status(), StatusCode::CREATED);
+    let body = send_ok(&app, "pinned", "hello", None).await;
+    assert_eq!(body["reply"]["text"], "over TLS", "{body}");
 }
