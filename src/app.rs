@@ -38,6 +38,8 @@ pub enum StartError {
     Service(#[from] ServiceError),
     #[error("while serving: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("storage failed ({0}); restart the service to reopen the database")]
+    Storage(String),
 }
 
 /// A built application, bound to its port, not yet serving.
@@ -126,19 +128,34 @@ impl Application {
         let housekeeping = tokio::spawn(housekeeping(Arc::downgrade(&console)));
         let router = http::router(console.clone(), &policy, metrics);
         let closing = console.clone();
+        let writer_handle = console.store.writer().clone();
+        // Serving ends on SIGTERM or SIGINT, or when storage fails for good: then the process
+        // exits non-zero, so the service manager restarts it on a reopened file.
         let stop = async move {
-            stop.await;
-            tracing::info!(event = "stopping", "stop requested; draining requests");
+            let storage_failed = tokio::select! {
+                () = stop => {
+                    tracing::info!(event = "stopping", "stop requested; draining requests");
+                    None
+                }
+                cause = writer_handle.failure() => {
+                    tracing::error!(event = "stopping", %cause, "storage failed; draining requests and exiting");
+                    Some(cause)
+                }
+            };
             closing.events.close();
+            storage_failed
         };
-        http::serve::serve(listener, router, connections, stop).await;
+        let storage_failed = http::serve::serve(listener, router, connections, stop).await;
         housekeeping.abort();
         console.flush_denials().await;
         record(&console, Action::ServiceStop).await;
         drop(console);
         drain_writer(writer).await;
         tracing::info!(event = "stopped", "stopped");
-        Ok(())
+        match storage_failed {
+            Some(cause) => Err(StartError::Storage(cause)),
+            None => Ok(()),
+        }
     }
 }
 

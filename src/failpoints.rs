@@ -1,33 +1,56 @@
-//! Named points where a test can make the process fail on purpose, to prove atomicity
-//! black-box.
+//! Named points where a test can make the process fail on purpose, to prove atomicity and
+//! failure handling black-box.
 //!
-//! `SOFIIA_FAILPOINTS` is a comma-separated list of `name=error`:
-//! * `audit.append=error` makes every audit append fail inside its write transaction, after the
-//!   action it records was applied there;
-//! * `store.commit=error` fails every commit.
+//! `SOFIIA_FAILPOINTS` is a comma-separated list of `name=error` (fail every time) or
+//! `name=after:N` (pass N times, then fail every time):
+//! * `audit.append` makes audit appends fail inside their write transaction, after the action
+//!   they record was applied there;
+//! * `store.commit` fails commits as a rejected operation would;
+//! * `store.io` fails commits as a failing disk would: the writer stops and the service exits.
 //!
-//! Both prove that an action and its audit record commit together or not at all. Read once at
-//! start-up; unset in production, where a check costs one branch.
+//! Read once at start-up; unset in production, where a check costs one branch.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-static ACTIVE: OnceLock<Vec<String>> = OnceLock::new();
+static ACTIVE: OnceLock<Vec<Point>> = OnceLock::new();
+
+struct Point {
+    name: String,
+    /// Checks that pass before the point starts failing.
+    passes: u64,
+    checked: AtomicU64,
+}
 
 /// Reads `SOFIIA_FAILPOINTS`.
 pub fn init_from_env() {
-    let active: Vec<String> = std::env::var("SOFIIA_FAILPOINTS")
+    let active: Vec<Point> = std::env::var("SOFIIA_FAILPOINTS")
         .unwrap_or_default()
         .split(',')
-        .filter_map(|spec| spec.trim().strip_suffix("=error"))
-        .map(str::to_owned)
+        .filter_map(|spec| {
+            let (name, trigger) = spec.trim().split_once('=')?;
+            let passes = match trigger {
+                "error" => 0,
+                other => other.strip_prefix("after:")?.parse().ok()?,
+            };
+            Some(Point {
+                name: name.to_owned(),
+                passes,
+                checked: AtomicU64::new(0),
+            })
+        })
         .collect();
     if !active.is_empty() {
-        tracing::warn!(event = "failpoints_active", points = ?active, "failpoints are active (test mode)");
+        let names: Vec<&str> = active.iter().map(|p| p.name.as_str()).collect();
+        tracing::warn!(event = "failpoints_active", points = ?names, "failpoints are active (test mode)");
     }
     let _ = ACTIVE.set(active);
 }
 
-/// Whether `name=error` is active: the caller then fails as if its operation had.
+/// Whether the point `name` fails this time: the caller then fails as if its operation had.
 pub fn fails(name: &str) -> bool {
-    ACTIVE.get().is_some_and(|a| a.iter().any(|n| n == name))
+    let Some(point) = ACTIVE.get().and_then(|a| a.iter().find(|p| p.name == name)) else {
+        return false;
+    };
+    point.checked.fetch_add(1, Ordering::Relaxed) >= point.passes
 }

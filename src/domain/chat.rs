@@ -102,15 +102,15 @@ impl ChatPatch {
         .join(",")
     }
 
-    pub fn apply(self, chat: &mut Chat) {
-        if let Some(title) = self.title {
-            chat.title = Some(title);
+    pub fn apply(&self, chat: &mut Chat) {
+        if let Some(title) = &self.title {
+            chat.title = Some(title.clone());
         }
         if let Some(archived) = self.archived {
             chat.archived = archived;
         }
-        if let Some(node) = self.node {
-            chat.node = Some(node);
+        if let Some(node) = &self.node {
+            chat.node = Some(node.clone());
         }
     }
 }

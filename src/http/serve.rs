@@ -37,13 +37,14 @@ pub struct ConnectionLimits {
 }
 
 /// Serves `router` on `listener` until `stop` resolves, then stops accepting and waits (at most
-/// `drain_limit`) for open connections to finish the requests they are serving.
-pub async fn serve(
+/// `drain_limit`) for open connections to finish the requests they are serving. Returns what
+/// `stop` resolved with.
+pub async fn serve<T>(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
-    stop: impl Future<Output = ()>,
-) {
+    stop: impl Future<Output = T>,
+) -> T {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout)
@@ -52,7 +53,7 @@ pub async fn serve(
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
-    loop {
+    let stopped = loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(connection) => connection,
@@ -63,7 +64,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut stop => break,
+            stopped = &mut stop => break stopped,
         };
         let service =
             router
@@ -83,7 +84,7 @@ pub async fn serve(
             // A client that vanishes or times out ends its own connection; nothing to report.
             let _ = connection.await;
         });
-    }
+    };
     drop(listener);
     if tokio::time::timeout(limits.drain_limit, graceful.shutdown())
         .await
@@ -94,4 +95,5 @@ pub async fn serve(
             "connections still open after the drain limit"
         );
     }
+    stopped
 }

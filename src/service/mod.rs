@@ -147,7 +147,7 @@ pub enum ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable => ServiceError::Unavailable,
+            StoreError::Unavailable | StoreError::Io(_) => ServiceError::Unavailable,
             other => ServiceError::Storage(other.to_string()),
         }
     }

@@ -101,8 +101,8 @@ impl Store {
     pub async fn append_audit(&self, drafts: Vec<Draft>) -> Result<(), StoreError> {
         self.writer()
             .execute(move |t| {
-                for draft in drafts {
-                    append(t, draft)?;
+                for draft in &drafts {
+                    append(t, draft.clone())?;
                 }
                 Ok(())
             })

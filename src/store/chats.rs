@@ -32,8 +32,8 @@ impl Store {
                     return Ok(Err(ChatExists));
                 }
                 t.put_chat(chat.clone())?;
-                audit::append(t, audit)?;
-                Ok(Ok(chat))
+                audit::append(t, audit.clone())?;
+                Ok(Ok(chat.clone()))
             })
             .await
     }
@@ -52,7 +52,7 @@ impl Store {
                 };
                 patch.apply(&mut chat);
                 t.put_chat(chat.clone())?;
-                audit::append(t, audit)?;
+                audit::append(t, audit.clone())?;
                 Ok(Some(chat))
             })
             .await

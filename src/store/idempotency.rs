@@ -133,7 +133,7 @@ impl Store {
     pub async fn begin_send(&self, send: BeginSend) -> Result<Begun, StoreError> {
         self.writer()
             .execute(move |t| {
-                let (begun, claimed) = begin(t, send)?;
+                let (begun, claimed) = begin(t, &send)?;
                 if let Some(claimed) = claimed {
                     claimed.save(t)?;
                 }
@@ -162,7 +162,7 @@ impl Store {
                     .map(|c| (c.scope.clone(), c.key.clone()));
                 let audit = send.audit.clone();
                 let now_ms = send.now_ms;
-                let (begun, claimed) = begin(t, send)?;
+                let (begun, claimed) = begin(t, &send)?;
                 let (operator, took_over) = match &begun {
                     Begun::Stored { message, .. } => (message.clone(), false),
                     Begun::TakenOver { message, .. } => (message.clone(), true),
@@ -172,11 +172,11 @@ impl Store {
                 let completes = completes.filter(|_| took_over);
                 let finished = finish_op(
                     t,
-                    FinishSend {
+                    &FinishSend {
                         chat_id,
                         operator,
-                        answer,
-                        message_id: answer_id,
+                        answer: answer.clone(),
+                        message_id: answer_id.clone(),
                         now_ms,
                         completes,
                         took_over,
@@ -198,7 +198,7 @@ impl Store {
 
     /// Stores the outcome and returns the response body, which a completed record replays.
     pub async fn finish_send(&self, finish: FinishSend) -> Result<Finished, StoreError> {
-        self.writer().execute(move |t| finish_op(t, finish)).await
+        self.writer().execute(move |t| finish_op(t, &finish)).await
     }
 }
 
@@ -227,7 +227,10 @@ impl Claimed {
 
 /// The first half of a send. When it stores the message under a new claim, the claim's record
 /// (in progress, naming the message) comes back unsaved with it.
-fn begin(t: &mut WriteTables<'_>, send: BeginSend) -> Result<(Begun, Option<Claimed>), StoreError> {
+fn begin(
+    t: &mut WriteTables<'_>,
+    send: &BeginSend,
+) -> Result<(Begun, Option<Claimed>), StoreError> {
     // A record that expired may still sit under this key; claiming replaces it.
     let mut expired = None;
     if let Some(claim) = &send.claim {
@@ -240,7 +243,7 @@ fn begin(t: &mut WriteTables<'_>, send: BeginSend) -> Result<(Begun, Option<Clai
                     messages::load(&t.messages, &chat_id, message)?.ok_or_else(|| {
                         StoreError::Corrupt("in-progress record names a missing message".into())
                     })?;
-                let quota = standing(t, &send)?;
+                let quota = standing(t, send)?;
                 let taken_over = Begun::TakenOver {
                     message: operator,
                     quota,
@@ -248,7 +251,7 @@ fn begin(t: &mut WriteTables<'_>, send: BeginSend) -> Result<(Begun, Option<Clai
                 return Ok((taken_over, None));
             }
             NextAction::Replay { status, body } => {
-                let quota = standing(t, &send)?;
+                let quota = standing(t, send)?;
                 let replay = Begun::Replay {
                     status,
                     body,
@@ -307,11 +310,11 @@ fn begin(t: &mut WriteTables<'_>, send: BeginSend) -> Result<(Begun, Option<Clai
         .detail("text_chars", send.text.chars().count() as u64)
         .detail("idempotency", idempotency);
     let draft = Draft {
-        id: send.message_id,
+        id: send.message_id.clone(),
         role: MessageRole::Operator,
-        author: send.author,
-        text: send.text,
-        metadata: send.metadata,
+        author: send.author.clone(),
+        text: send.text.clone(),
+        metadata: send.metadata.clone(),
         reason_code: None,
         node: None,
         model: None,
@@ -319,18 +322,18 @@ fn begin(t: &mut WriteTables<'_>, send: BeginSend) -> Result<(Begun, Option<Clai
     let message = messages::append(t, chat, draft, send.now_ms)?;
     audit::append(t, sent.detail("seq", message.seq))?;
 
-    let claimed = send.claim.map(|claim| Claimed {
+    let claimed = send.claim.as_ref().map(|claim| Claimed {
         record: IdempotencyRecord {
             fingerprint: claim.fingerprint,
-            chat_id: send.chat_id,
+            chat_id: send.chat_id.clone(),
             created_ms: send.now_ms,
             expires_ms: claim.expires_ms,
             state: RecordState::InProgress {
                 message: message.position(),
             },
         },
-        scope: claim.scope,
-        key: claim.key,
+        scope: claim.scope.clone(),
+        key: claim.key.clone(),
         replaces_expiry: expired.map(|r| r.expires_ms),
     });
     Ok((Begun::Stored { message, quota }, claimed))
@@ -341,13 +344,13 @@ fn standing(t: &WriteTables<'_>, send: &BeginSend) -> Result<Quota, StoreError> 
     rate::standing(t, &send.limits, &send.chat_id, &send.author, send.now_ms)
 }
 
-fn finish_op(t: &mut WriteTables<'_>, finish: FinishSend) -> Result<Finished, StoreError> {
+fn finish_op(t: &mut WriteTables<'_>, finish: &FinishSend) -> Result<Finished, StoreError> {
     let chat = t
         .chat(&finish.chat_id)?
         .ok_or_else(|| StoreError::Corrupt(format!("chat {} vanished mid-send", finish.chat_id)))?;
     let draft = match &finish.answer {
         Answer::Reply { text, node, model } => Draft {
-            id: finish.message_id,
+            id: finish.message_id.clone(),
             role: MessageRole::Agent,
             author: format!("node:{node}"),
             text: text.clone(),
@@ -357,7 +360,7 @@ fn finish_op(t: &mut WriteTables<'_>, finish: FinishSend) -> Result<Finished, St
             model: Some(model.clone()),
         },
         Answer::Degraded(reason) => Draft {
-            id: finish.message_id,
+            id: finish.message_id.clone(),
             role: MessageRole::System,
             author: "system".into(),
             text: reason.user_message().into(),
@@ -393,16 +396,16 @@ fn finish_op(t: &mut WriteTables<'_>, finish: FinishSend) -> Result<Finished, St
     };
     audit::append(t, replied)?;
 
-    if let Some((scope, key)) = finish.completes {
-        let mut record = load_record(&t.idempotency, &scope, &key)?.ok_or_else(|| {
+    if let Some((scope, key)) = &finish.completes {
+        let mut record = load_record(&t.idempotency, scope, key)?.ok_or_else(|| {
             StoreError::Corrupt("completing a send whose record is missing".into())
         })?;
         record.state = RecordState::Completed {
             status: 200,
             body: body.clone(),
         };
-        save_record(&mut t.idempotency, &scope, &key, &record)?;
-        publish_completed(t, &scope, &key, &record);
+        save_record(&mut t.idempotency, scope, key, &record)?;
+        publish_completed(t, scope, key, &record);
     }
     Ok(Finished {
         body,

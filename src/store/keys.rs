@@ -18,7 +18,7 @@ impl Store {
         self.writer()
             .execute(move |t| {
                 save(t, &key)?;
-                audit::append(t, audit)?;
+                audit::append(t, audit.clone())?;
                 Ok(())
             })
             .await
@@ -34,7 +34,7 @@ impl Store {
                 };
                 key.revoked_ms.get_or_insert(audit.at_ms);
                 save(t, &key)?;
-                audit::append(t, audit)?;
+                audit::append(t, audit.clone())?;
                 Ok(Some(key))
             })
             .await

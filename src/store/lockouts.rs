@@ -16,11 +16,11 @@ impl Store {
         self.writer()
             .execute(move |t| {
                 t.lockouts.insert(client.as_str(), until_ms)?;
-                if let Some(audit) = audit {
-                    audit::append(t, audit)?;
+                if let Some(audit) = &audit {
+                    audit::append(t, audit.clone())?;
                 }
                 t.publish(Change::Lockout {
-                    address: client,
+                    address: client.clone(),
                     until_ms,
                 });
                 Ok(())

@@ -31,30 +31,48 @@ pub use writer::{Writer, WriterThread};
 
 use published::Published;
 
-/// A storage failure. Never shown to clients (it maps to `500 internal`).
+/// A storage failure. Never shown to clients (it maps to `500 internal`, or `503` when storage
+/// is gone).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// The database refused an operation for reasons of that operation (a record that does not
+    /// decode, a value too large, a damaged page it reached); others may still succeed.
     #[error("database: {0}")]
     Database(String),
     #[error("damaged record: {0}")]
     Corrupt(String),
+    /// The storage itself failed (an I/O error). redb refuses every later write after one, so
+    /// the writer stops and the process must be restarted (`Writer::failure`).
+    #[error("storage failed: {0}")]
+    Io(String),
     #[error("the writer is not running")]
     Unavailable,
     #[error("the reader did not keep up")]
     Deadline,
 }
 
+impl From<redb::Error> for StoreError {
+    fn from(error: redb::Error) -> Self {
+        match error {
+            redb::Error::Io(_)
+            | redb::Error::PreviousIo
+            | redb::Error::DatabaseClosed
+            | redb::Error::LockPoisoned(_) => StoreError::Io(error.to_string()),
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                StoreError::Database(e.to_string())
+                StoreError::from(redb::Error::from(e))
             }
         }
     )*};
 }
 from_redb!(
-    redb::Error,
     redb::StorageError,
     redb::TableError,
     redb::TransactionError,

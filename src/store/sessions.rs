@@ -22,8 +22,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.writer()
             .execute(move |t| {
-                save(t, hash, session)?;
-                audit::append(t, audit)?;
+                save(t, hash, session.clone())?;
+                audit::append(t, audit.clone())?;
                 Ok(())
             })
             .await
@@ -35,7 +35,7 @@ impl Store {
             .execute(move |t| {
                 if t.sessions.remove(hash.as_slice())?.is_some() {
                     t.publish(Change::SessionEnded(hash));
-                    audit::append(t, audit)?;
+                    audit::append(t, audit.clone())?;
                 }
                 Ok(())
             })
@@ -50,7 +50,7 @@ impl Store {
                 let stored: Option<Session> = codec::get(&t.sessions, hash.as_slice())?;
                 if let Some(mut session) = stored.filter(|s| s.last_seen_ms < seen_ms) {
                     session.last_seen_ms = seen_ms;
-                    save(t, hash, session)?;
+                    save(t, hash, session.clone())?;
                 }
                 Ok(())
             })

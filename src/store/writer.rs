@@ -8,22 +8,31 @@
 //! Invariants every operation must keep:
 //! * It decides (validates, reads) before it mutates. A rejection is returned as the operation's
 //!   *value* (`Ok(Err(..))`), having changed nothing, so its batch-mates commit unaffected.
-//! * An `Err(StoreError)` means storage itself failed, possibly half-way: the whole batch is
-//!   aborted and every caller in it is told so. Nothing of that batch is committed.
+//! * It can be run again: an operation may be applied more than once (in transactions that were
+//!   aborted) before the one that commits, so it reads its inputs, never consumes them.
 //! * Operations later in a batch see the effects of earlier ones, exactly as if each had its own
 //!   transaction; so two sends with one idempotency key behave the same batched or not.
 //! * An operation never changes in-memory state itself: it records the change in its batch
 //!   (`WriteTables::publish`), and the writer applies it once the batch commits (`published`).
+//!
+//! Failures, by kind:
+//! * An `Err` from one operation (a record that does not decode, a value too large) may have
+//!   left the transaction half-changed, so the transaction is aborted — and the batch is run again
+//!   without that operation, which alone is answered with its error. Its batch-mates commit.
+//! * An I/O failure of the storage (`StoreError::Io`) is final: redb refuses every later write
+//!   after one. The batch and everything still queued are answered `Unavailable`, the writer
+//!   stops, and `Writer::failure` tells the service, which reports `error` and exits so that its
+//!   service manager restarts it on a reopened file.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use redb::{Database, Durability};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::StoreError;
 use super::batch::WriteTables;
-use super::published::Published;
+use super::published::{Committed, Published};
 
 /// Most operations applied in one transaction. Large enough to amortise an fsync over many
 /// callers, small enough that one commit never holds a caller for long.
@@ -35,6 +44,7 @@ const QUEUE_DEPTH: usize = 4096;
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Box<dyn Job>>,
+    failure: watch::Receiver<Option<String>>,
 }
 
 /// The writer thread; joining it waits until every queued operation has been committed.
@@ -56,10 +66,11 @@ impl Writer {
         published: Arc<Published>,
     ) -> std::io::Result<(Writer, WriterThread)> {
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let (failed, failure) = watch::channel(None);
         let thread = std::thread::Builder::new()
             .name("sofiia-writer".into())
-            .spawn(move || run(&db, &published, receiver))?;
-        Ok((Writer { queue }, WriterThread(thread)))
+            .spawn(move || run(&db, &published, receiver, &failed))?;
+        Ok((Writer { queue, failure }, WriterThread(thread)))
     }
 
     /// Whether the writer thread is still taking operations.
@@ -67,17 +78,28 @@ impl Writer {
         !self.queue.is_closed()
     }
 
+    /// Resolves with the cause when storage has failed for good and the writer has stopped;
+    /// never, while it runs.
+    pub async fn failure(&self) -> String {
+        let mut failure = self.failure.clone();
+        match failure.wait_for(Option::is_some).await {
+            Ok(cause) => cause.clone().unwrap_or_default(),
+            // The writer ended without failing (shutdown): nothing to report, ever.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     /// Runs `op` inside a group-committed write transaction and returns its value once the
-    /// transaction is durable.
+    /// transaction is durable. `op` may run more than once (see the module's invariants).
     pub async fn execute<T, F>(&self, op: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&mut WriteTables<'_>) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&mut WriteTables<'_>) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(TypedJob {
-            op: Some(op),
-            value: None,
+            op,
+            outcome: None,
             reply,
         });
         self.queue
@@ -90,38 +112,60 @@ impl Writer {
 
 /// A queued operation with its reply channel, type-erased for the queue.
 trait Job: Send {
-    /// Applies the operation; an error means storage failed and the batch must abort.
+    /// Applies the operation, keeping its value; an error is the operation's own, and is kept
+    /// as its answer.
     fn apply(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StoreError>;
-    /// Answers the caller with the operation's value, or with why its batch did not commit.
+    /// Whether its last application failed (and it is out of the batch).
+    fn failed(&self) -> bool;
+    /// Answers the caller with the operation's value — or its own error — once the batch is
+    /// committed, or with why the batch did not commit.
     fn respond(self: Box<Self>, committed: Result<(), StoreError>);
 }
 
 struct TypedJob<F, T> {
-    op: Option<F>,
-    value: Option<T>,
+    op: F,
+    outcome: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
 impl<F, T> Job for TypedJob<F, T>
 where
-    F: FnOnce(&mut WriteTables<'_>) -> Result<T, StoreError> + Send,
+    F: FnMut(&mut WriteTables<'_>) -> Result<T, StoreError> + Send,
     T: Send,
 {
     fn apply(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StoreError> {
-        let op = self.op.take().ok_or(StoreError::Unavailable)?;
-        self.value = Some(op(tables)?);
-        Ok(())
+        let outcome = (self.op)(tables);
+        let result = match &outcome {
+            Ok(_) => Ok(()),
+            Err(error) => Err(error.clone()),
+        };
+        self.outcome = Some(outcome);
+        result
+    }
+
+    fn failed(&self) -> bool {
+        matches!(self.outcome, Some(Err(_)))
     }
 
     fn respond(self: Box<Self>, committed: Result<(), StoreError>) {
-        let TypedJob { value, reply, .. } = *self;
-        let result = committed.and_then(|()| value.ok_or(StoreError::Unavailable));
+        let TypedJob { outcome, reply, .. } = *self;
+        let result = match (committed, outcome) {
+            (_, Some(Err(own))) => Err(own),
+            (Ok(()), Some(Ok(value))) => Ok(value),
+            (Ok(()), None) => Err(StoreError::Unavailable),
+            (Err(batch), _) => Err(batch),
+        };
         // The caller may have gone away (request cancelled); the data is committed regardless.
         let _ = reply.send(result);
     }
 }
 
-fn run(db: &Database, published: &Published, mut receiver: mpsc::Receiver<Box<dyn Job>>) {
+fn run(
+    db: &Database,
+    published: &Published,
+    mut receiver: mpsc::Receiver<Box<dyn Job>>,
+    failed: &watch::Sender<Option<String>>,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
@@ -138,39 +182,82 @@ fn run(db: &Database, published: &Published, mut receiver: mpsc::Receiver<Box<dy
         for job in batch.drain(..) {
             job.respond(outcome.clone());
         }
+        if let Err(StoreError::Io(cause)) = outcome {
+            tracing::error!(event = "storage_failed", %cause, "storage failed; the writer stops and the service must restart");
+            // Nothing more can commit: what is queued is refused, and new work is turned away.
+            receiver.close();
+            while let Ok(job) = receiver.try_recv() {
+                job.respond(Err(StoreError::Unavailable));
+            }
+            failed.send_replace(Some(cause));
+            return;
+        }
     }
 }
 
 /// Applies and commits one batch, then publishes its changes — before any caller is answered,
-/// so a caller that sees its operation done also sees its effect in memory.
+/// so a caller that sees its operation done also sees its effect in memory. An operation that
+/// fails is left out and the rest are applied again in a fresh transaction.
 fn commit_batch(
     db: &Database,
     published: &Published,
     batch: &mut [Box<dyn Job>],
 ) -> Result<(), StoreError> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(|e| StoreError::Database(e.to_string()))?;
-    let applied = WriteTables::open(&txn)
-        .map_err(StoreError::from)
-        .and_then(|mut tables| {
-            batch
-                .iter_mut()
-                .try_for_each(|job| job.apply(&mut tables))?;
-            tables.flush()
-        });
-    let committed = match applied {
-        Ok(written) => written,
-        Err(error) => {
-            txn.abort()?;
-            return Err(error);
+    loop {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        match apply_batch(&txn, batch) {
+            Applied::Committable(committed) => {
+                if crate::failpoints::fails("store.commit") {
+                    txn.abort()?;
+                    return Err(StoreError::Database("failpoint store.commit".into()));
+                }
+                if crate::failpoints::fails("store.io") {
+                    txn.abort()?;
+                    return Err(StoreError::Io("failpoint store.io".into()));
+                }
+                txn.commit()?;
+                published.apply(committed);
+                return Ok(());
+            }
+            Applied::OperationFailed => txn.abort()?,
+            Applied::Failed(error) => {
+                txn.abort()?;
+                return Err(error);
+            }
         }
-    };
-    if crate::failpoints::fails("store.commit") {
-        txn.abort()?;
-        return Err(StoreError::Database("failpoint store.commit".into()));
     }
-    txn.commit()?;
-    published.apply(committed);
-    Ok(())
+}
+
+enum Applied {
+    /// Every operation still in the batch applied; its changes, to publish after the commit.
+    Committable(Committed),
+    /// An operation failed and is now out of the batch: the transaction must be aborted and the
+    /// rest applied again.
+    OperationFailed,
+    /// Storage failed: the whole batch fails.
+    Failed(StoreError),
+}
+
+/// Applies the operations that have not failed, in order, stopping at the first that does.
+fn apply_batch(txn: &redb::WriteTransaction, batch: &mut [Box<dyn Job>]) -> Applied {
+    let mut tables = match WriteTables::open(txn) {
+        Ok(tables) => tables,
+        Err(error) => return Applied::Failed(error.into()),
+    };
+    for job in batch.iter_mut().filter(|job| !job.failed()) {
+        match job.apply(&mut tables) {
+            Ok(()) => {}
+            Err(error @ StoreError::Io(_)) => return Applied::Failed(error),
+            Err(error) => {
+                tracing::error!(event = "operation_failed", %error, "a write operation failed; its batch-mates are applied again without it");
+                return Applied::OperationFailed;
+            }
+        }
+    }
+    match tables.flush() {
+        Ok(committed) => Applied::Committable(committed),
+        Err(error) => Applied::Failed(error),
+    }
 }

@@ -189,6 +189,14 @@ impl TestApp {
         self.stop().await.start(env).await
     }
 
+    /// Waits, at most `within`, for the server to exit on its own.
+    pub async fn wait_for_exit(&mut self, within: Duration) -> ExitStatus {
+        tokio::time::timeout(within, self.server.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the server was still running after {within:?}"))
+            .expect("failed to wait for the server")
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub async fn terminate(&mut self) -> ExitStatus {
         let pid = self.server.id().expect("the server has already exited");

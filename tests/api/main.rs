@@ -19,3 +19,4 @@ mod route_table;
 mod schema;
 mod send_idempotency;
 mod sessions;
+mod writer_failures;
