@@ -7,6 +7,13 @@
 //! `TAT − (burst − 1)·T ≤ now`; admitting it moves TAT to `max(TAT, now) + T`. One `u64` per key,
 //! exact arithmetic, no timers: idle keys need no upkeep, and a key whose TAT has passed is
 //! indistinguishable from a fresh one.
+//!
+//! A stored TAT is read through `clamp`: it can never lie further ahead of now than a fully
+//! spent bucket, `burst·T`. Only a wall clock stepped backwards puts it further, and without the
+//! clamp every recent sender would be refused for as long as the step — across restarts, since
+//! the TAT is stored. The clamped TAT is stored back even when the request is refused (else it
+//! would be clamped anew, relative to a moving now, forever), so a step back costs at most one
+//! interval.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,14 +50,26 @@ impl Limit {
         self.interval_ms() * self.burst.saturating_sub(1)
     }
 
+    /// How far TAT can lie ahead of now: a bucket spent to its last request.
+    fn span_ms(&self) -> u64 {
+        self.interval_ms() * self.burst.max(1)
+    }
+
+    /// The stored `tat` as the clock at `now_ms` allows it: not before now (an idle key is a
+    /// full bucket) and not beyond a fully spent bucket (a clock stepped back).
+    pub fn clamp(&self, tat: Option<u64>, now_ms: u64) -> u64 {
+        tat.unwrap_or(now_ms)
+            .clamp(now_ms, now_ms.saturating_add(self.span_ms()))
+    }
+
     /// Seconds for the bucket to refill from empty: the window `RateLimit-Policy` reports.
     pub fn window_s(&self) -> u64 {
-        (self.interval_ms() * self.burst.max(1)).div_ceil(1000)
+        self.span_ms().div_ceil(1000)
     }
 
     /// Meters a request at `now_ms` against the stored `tat` (`None` for a key never seen).
     pub fn decide(&self, tat: Option<u64>, now_ms: u64) -> Decision {
-        let tat = tat.unwrap_or(now_ms).max(now_ms);
+        let tat = self.clamp(tat, now_ms);
         let allow_at = tat.saturating_sub(self.tolerance_ms());
         if now_ms < allow_at {
             return Decision::Reject {
@@ -113,7 +132,7 @@ pub struct Meter {
 
 impl Meter {
     pub fn of(limit: &Limit, tat: Option<u64>, now_ms: u64) -> Self {
-        let tat = tat.unwrap_or(now_ms).max(now_ms);
+        let tat = limit.clamp(tat, now_ms);
         Self {
             remaining: limit.remaining(tat, now_ms),
             reset_ms: tat - now_ms,
@@ -196,5 +215,23 @@ mod tests {
         let (admitted, tat) = run(limit, None, 0, 5);
         assert_eq!(admitted, 1);
         assert!(matches!(limit.decide(tat, 1_000), Decision::Admit { .. }));
+    }
+
+    #[test]
+    fn a_clock_stepped_back_costs_at_most_one_interval() {
+        let before_step = 10_000_000;
+        let (_, tat) = run(LIMIT, None, before_step, 10);
+        let after_step = before_step - 3_600_000;
+        let Decision::Reject { retry_after_ms, .. } = LIMIT.decide(tat, after_step) else {
+            panic!("the bucket was spent");
+        };
+        assert_eq!(retry_after_ms, LIMIT.interval_ms());
+        let stored_back = Some(LIMIT.clamp(tat, after_step));
+        assert!(matches!(
+            LIMIT.decide(stored_back, after_step + LIMIT.interval_ms()),
+            Decision::Admit { .. }
+        ));
+        let meter = Meter::of(&LIMIT, tat, after_step);
+        assert_eq!(meter.reset_ms, LIMIT.span_ms());
     }
 }

@@ -92,6 +92,17 @@ pub(super) fn charge(
         })
         .max_by_key(|(_, wait)| *wait);
     if let Some((scope, retry_after_ms)) = refusal {
+        // A TAT beyond what the clock allows (the clock stepped back) is stored clamped, so
+        // time passing refills the bucket again.
+        for (scope, limit, key, tat) in [
+            (Scope::Chat, &limits.chat, chat_id, chat_tat),
+            (Scope::Operator, &limits.operator, operator, operator_tat),
+        ] {
+            let clamped = limit.clamp(tat, now_ms);
+            if tat.is_some_and(|tat| tat > clamped) {
+                t.set_rate_window(scope, key, clamped);
+            }
+        }
         return Ok(Charge::Refused {
             scope,
             retry_after_ms,

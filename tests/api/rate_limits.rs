@@ -230,3 +230,42 @@ fn header(response: &reqwest::Response, name: &str) -> String {
         .map(|v| v.to_str().expect("ASCII header").to_owned())
         .unwrap_or_default()
 }
+
+#[tokio::test]
+async fn a_wall_clock_stepped_back_does_not_block_senders_for_the_step() {
+    const NOW: u64 = 1_800_000_000_000;
+    const STEP_BACK: u64 = 3_600_000;
+    // 60 per minute, burst 2: one send a second once the burst is spent.
+    let limits = [
+        ("SOFIIA_RATE_LIMIT__CHAT__PER_MINUTE", "60".to_owned()),
+        ("SOFIIA_RATE_LIMIT__CHAT__BURST", "2".to_owned()),
+    ];
+    let at = |ms: u64| {
+        let mut env = limits.to_vec();
+        env.push(("SOFIIA_FROZEN_CLOCK_MS", ms.to_string()));
+        env
+    };
+    let app = spawn_with(&at(NOW)).await;
+    for n in 0..2 {
+        let response = app.post_send("clock", &app.admin_key, None, &text(n)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    // The clock goes back an hour (an NTP correction, a VM restored from a snapshot).
+    let env = at(NOW - STEP_BACK);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = app.restart(&env).await;
+    let refused = app.post_send("clock", &app.admin_key, None, &text(2)).await;
+    let body = expect_json(refused, StatusCode::TOO_MANY_REQUESTS).await;
+    let wait = body["error"]["retry_after_ms"].as_u64().expect("a wait");
+    assert!(
+        wait <= 1_000,
+        "a spent bucket refills in one interval, not in the step: waited {wait} ms"
+    );
+
+    let env = at(NOW - STEP_BACK + wait);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = app.restart(&env).await;
+    let admitted = app.post_send("clock", &app.admin_key, None, &text(3)).await;
+    assert_eq!(admitted.status(), StatusCode::OK);
+}
