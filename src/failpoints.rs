@@ -8,7 +8,8 @@
 //! * `store.commit` fails commits as a rejected operation would;
 //! * `store.io` fails commits as a failing disk would: the writer stops and the service exits.
 //!
-//! Read once at start-up; unset in production, where a check costs one branch.
+//! Honoured only in builds with the `test-hooks` feature, which release builds never have: there
+//! the variable is ignored, with a warning, and a check costs one branch.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,8 +25,18 @@ struct Point {
 
 /// Reads `SOFIIA_FAILPOINTS`.
 pub fn init_from_env() {
-    let active: Vec<Point> = std::env::var("SOFIIA_FAILPOINTS")
-        .unwrap_or_default()
+    let spec = std::env::var("SOFIIA_FAILPOINTS").unwrap_or_default();
+    if !cfg!(feature = "test-hooks") {
+        if !spec.is_empty() {
+            tracing::warn!(
+                event = "test_hook_ignored",
+                "SOFIIA_FAILPOINTS is ignored: this build has no test hooks"
+            );
+        }
+        let _ = ACTIVE.set(Vec::new());
+        return;
+    }
+    let active: Vec<Point> = spec
         .split(',')
         .filter_map(|spec| {
             let (name, trigger) = spec.trim().split_once('=')?;
