@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::cursor::ChatCursor;
 use super::slug;
 
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -113,6 +114,13 @@ impl ChatPatch {
             chat.node = Some(node.clone());
         }
     }
+}
+
+/// A page of the chat index and where the next one starts, if anywhere.
+#[derive(Debug)]
+pub struct ChatPage {
+    pub items: Vec<Chat>,
+    pub next: Option<ChatCursor>,
 }
 
 /// A chat created implicitly by its first send (`auto_create_chats`).

@@ -1,7 +1,7 @@
 //! Chats and their message history.
 
 use crate::domain::audit::{Action, Context, Outcome, Target};
-use crate::domain::chat::{Chat, ChatPatch, NewChat};
+use crate::domain::chat::{Chat, ChatPage, ChatPatch, NewChat};
 use crate::domain::cursor::{ChatCursor, Order, Slice};
 use crate::domain::message::{MessageJson, Position};
 use crate::domain::slug;
@@ -69,7 +69,7 @@ impl Console {
         after: Option<ChatCursor>,
         archived: Option<bool>,
         limit: usize,
-    ) -> Result<Vec<Chat>, ServiceError> {
+    ) -> Result<ChatPage, ServiceError> {
         Ok(self.store.list_chats(after, archived, limit)?)
     }
 

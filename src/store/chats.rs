@@ -7,12 +7,23 @@ use super::codec::{self, Record};
 use super::tables::{CHAT_INDEX, CHATS, chat_index_key};
 use super::{Store, StoreError};
 use crate::domain::audit::Draft;
-use crate::domain::chat::{Chat, ChatPatch};
+use crate::domain::chat::{Chat, ChatPage, ChatPatch};
 use crate::domain::cursor::ChatCursor;
 
 impl Record for Chat {
     const VERSION: u8 = 1;
     const NAME: &'static str = "chat";
+}
+
+/// Chats a page of the index looks at, at most, before it ends (it runs inline on a runtime
+/// worker: a bounded read).
+const MAX_SCANNED: usize = 1000;
+
+fn cursor_of(chat: &Chat) -> ChatCursor {
+    ChatCursor {
+        activity_ms: chat.activity_ms,
+        id: chat.id.clone(),
+    }
 }
 
 /// A chat with that id already exists.
@@ -62,13 +73,16 @@ impl Store {
         self.read(move |txn| load(&txn.open_table(CHATS)?, &id))
     }
 
-    /// One page of the chat index strictly after `after`, optionally only (un)archived chats.
+    /// One page of the chat index strictly after `after`: up to `limit` chats, optionally only
+    /// (un)archived ones, looking at no more than `MAX_SCANNED` chats. The page's cursor follows
+    /// its last chat when another match follows, or the last chat looked at when the scan ran
+    /// out first — so a filter that matches little costs many short pages, never one long scan.
     pub fn list_chats(
         &self,
         after: Option<ChatCursor>,
         archived: Option<bool>,
         limit: usize,
-    ) -> Result<Vec<Chat>, StoreError> {
+    ) -> Result<ChatPage, StoreError> {
         self.read(move |txn| {
             let index = txn.open_table(CHAT_INDEX)?;
             let chats = txn.open_table(CHATS)?;
@@ -76,9 +90,9 @@ impl Store {
                 Some(c) => index.range(chat_index_key(c.activity_ms, &c.id)..)?,
                 None => index.range::<(u64, &str)>(..)?,
             };
-            let mut page = Vec::with_capacity(limit);
-            while page.len() < limit {
-                let Some(entry) = range.next() else { break };
+            let mut items: Vec<Chat> = Vec::with_capacity(limit);
+            let mut scanned = 0;
+            while let Some(entry) = range.next() {
                 let (key, _) = entry?;
                 let (rank, id) = key.value();
                 if after
@@ -91,10 +105,18 @@ impl Store {
                     StoreError::Corrupt(format!("chat index names missing chat {id}"))
                 })?;
                 if archived.is_none_or(|want| chat.archived == want) {
-                    page.push(chat);
+                    if items.len() == limit {
+                        let next = items.last().map(cursor_of);
+                        return Ok(ChatPage { items, next });
+                    }
+                    items.push(chat);
+                } else if scanned >= MAX_SCANNED {
+                    let next = Some(cursor_of(&chat));
+                    return Ok(ChatPage { items, next });
                 }
+                scanned += 1;
             }
-            Ok(page)
+            Ok(ChatPage { items, next: None })
         })
     }
 }

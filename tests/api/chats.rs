@@ -270,3 +270,46 @@ async fn concurrent_sends_leave_one_index_entry_per_chat() {
         assert_eq!(read, *chat);
     }
 }
+
+/// A filter that matches little must not turn one page into a walk of the whole index: a page
+/// looks at a bounded number of chats and hands out a cursor where it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sparse_filter_pages_in_bounded_steps_and_finds_every_match() {
+    let app = Arc::new(spawn_app().await);
+    let archived = json!({ "archived": true });
+    // The oldest chat is the only archived one; 1 500 newer ones stand before it in the index.
+    expect_json(
+        app.create_chat(&app.admin_key, &json!({ "id": "old-archived" }))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    expect_json(
+        app.patch_json("/api/chats/old-archived", &app.admin_key, &archived)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut creates = JoinSet::new();
+    for worker in 0..8 {
+        let app = Arc::clone(&app);
+        creates.spawn(async move {
+            for n in (worker..1_500).step_by(8) {
+                let body = json!({ "id": format!("active-{n}") });
+                let created = app.create_chat(&app.admin_key, &body).await;
+                assert_eq!(created.status(), StatusCode::CREATED);
+            }
+        });
+    }
+    creates.join_all().await;
+
+    let first = app.page("/api/chats", &[("archived", "true")]).await;
+    assert!(
+        first.items.is_empty() && first.next_cursor.is_some(),
+        "the first page stops before scanning the whole index, with a cursor to go on from"
+    );
+    let all = app
+        .all_pages("/api/chats", &[("archived", "true")], 50)
+        .await;
+    assert_eq!(ids(&all), ["old-archived"]);
+}

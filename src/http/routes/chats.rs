@@ -50,13 +50,11 @@ pub async fn list(
         .map(cursor::decode_chat)
         .transpose()
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
-    let rows = console.list_chats(after, query.archived, limit + 1)?;
-    Ok(JsonResponse(Page::from_rows(rows, limit, |chat| {
-        cursor::encode_chat(&cursor::ChatCursor {
-            activity_ms: chat.activity_ms,
-            id: chat.id.clone(),
-        })
-    })))
+    let page = console.list_chats(after, query.archived, limit)?;
+    Ok(JsonResponse(Page {
+        items: page.items,
+        next_cursor: page.next.as_ref().map(cursor::encode_chat),
+    }))
 }
 
 pub async fn read(
