@@ -86,13 +86,13 @@ impl Store {
         self.read(move |txn| {
             let index = txn.open_table(CHAT_INDEX)?;
             let chats = txn.open_table(CHATS)?;
-            let mut range = match &after {
+            let range = match &after {
                 Some(c) => index.range(chat_index_key(c.activity_ms, &c.id)..)?,
                 None => index.range::<(u64, &str)>(..)?,
             };
             let mut items: Vec<Chat> = Vec::with_capacity(limit);
             let mut scanned = 0;
-            while let Some(entry) = range.next() {
+            for entry in range {
                 let (key, _) = entry?;
                 let (rank, id) = key.value();
                 if after
