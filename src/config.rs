@@ -418,6 +418,21 @@ impl Config {
             within(&key("timeout_ms"), node.timeout_ms, 100, 600_000)?;
             within(&key("max_rps"), node.max_rps, 1, 10_000)?;
         }
+        // A send may try every node in turn; its request deadline must outlast them all, or it
+        // would be answered 503 while failing over as designed.
+        let chain_ms: u64 = agents.nodes.iter().map(|n| n.timeout_ms).sum();
+        let needed_ms = chain_ms + COMMIT_ALLOWANCE_MS;
+        if !agents.nodes.is_empty() && self.http.request_timeout_ms < needed_ms {
+            return Err(invalid(
+                "http.request_timeout_ms",
+                &format!(
+                    "{} is shorter than a send that tries every agent node may take: the nodes' \
+                     timeouts add up to {chain_ms} ms, so it must be at least {needed_ms} \
+                     (their sum plus {COMMIT_ALLOWANCE_MS} ms for the send's commits)",
+                    self.http.request_timeout_ms
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -474,6 +489,9 @@ fn within<T: PartialOrd + std::fmt::Display>(
     }
     Ok(())
 }
+
+/// What a send's request deadline allows beyond its agent calls, for its two commits.
+const COMMIT_ALLOWANCE_MS: u64 = 1_000;
 
 /// Shortest admin token accepted.
 const MIN_ADMIN_TOKEN_LEN: usize = 16;
@@ -758,5 +776,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("agents.nodes[0].ca_file"), "{message}");
+    }
+
+    #[test]
+    fn the_request_deadline_must_outlast_every_agent_node() {
+        let nodes = r#"[{ name = "a", url = "http://10.0.0.5/v1", model = "m", timeout_ms = 30000 },
+                        { name = "b", url = "http://10.0.0.6/v1", model = "m", timeout_ms = 30000 }]"#;
+        let message = load(&[("SOFIIA_AGENTS__NODES", nodes)])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("http.request_timeout_ms"), "{message}");
+        assert!(message.contains("61000"), "{message}");
+        let longer = load(&[
+            ("SOFIIA_AGENTS__NODES", nodes),
+            ("SOFIIA_HTTP__REQUEST_TIMEOUT_MS", "61000"),
+        ]);
+        assert!(longer.is_ok());
     }
 }

@@ -1,11 +1,13 @@
 //! Named points where a test can make the process fail on purpose, to prove atomicity and
 //! failure handling black-box.
 //!
-//! `SOFIIA_FAILPOINTS` is a comma-separated list of `name=error` (fail every time) or
-//! `name=after:N` (pass N times, then fail every time):
+//! `SOFIIA_FAILPOINTS` is a comma-separated list of `name=error` (fail every time),
+//! `name=after:N` (pass N times, then fail every time) or `name=sleep:MS` (take MS milliseconds
+//! longer every time):
 //! * `audit.append` makes audit appends fail inside their write transaction, after the action
 //!   they record was applied there;
-//! * `store.commit` fails commits as a rejected operation would;
+//! * `store.commit` fails commits as a rejected operation would, or slows them as a slow disk
+//!   would;
 //! * `store.io` fails commits as a failing disk would: the writer stops and the service exits.
 //!
 //! Honoured only in builds with the `test-hooks` feature, which release builds never have: there
@@ -13,14 +15,20 @@
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 static ACTIVE: OnceLock<Vec<Point>> = OnceLock::new();
 
 struct Point {
     name: String,
-    /// Checks that pass before the point starts failing.
-    passes: u64,
+    trigger: Trigger,
     checked: AtomicU64,
+}
+
+enum Trigger {
+    /// Fails once this many checks have passed.
+    FailAfter(u64),
+    Sleep(Duration),
 }
 
 /// Reads `SOFIIA_FAILPOINTS`.
@@ -40,13 +48,17 @@ pub fn init_from_env() {
         .split(',')
         .filter_map(|spec| {
             let (name, trigger) = spec.trim().split_once('=')?;
-            let passes = match trigger {
-                "error" => 0,
-                other => other.strip_prefix("after:")?.parse().ok()?,
+            let trigger = match trigger {
+                "error" => Trigger::FailAfter(0),
+                other => match other.split_once(':')? {
+                    ("after", n) => Trigger::FailAfter(n.parse().ok()?),
+                    ("sleep", ms) => Trigger::Sleep(Duration::from_millis(ms.parse().ok()?)),
+                    _ => return None,
+                },
             };
             Some(Point {
                 name: name.to_owned(),
-                passes,
+                trigger,
                 checked: AtomicU64::new(0),
             })
         })
@@ -59,9 +71,16 @@ pub fn init_from_env() {
 }
 
 /// Whether the point `name` fails this time: the caller then fails as if its operation had.
+/// A point that slows instead sleeps here (on the caller's thread, which is the writer's).
 pub fn fails(name: &str) -> bool {
     let Some(point) = ACTIVE.get().and_then(|a| a.iter().find(|p| p.name == name)) else {
         return false;
     };
-    point.checked.fetch_add(1, Ordering::Relaxed) >= point.passes
+    match point.trigger {
+        Trigger::FailAfter(passes) => point.checked.fetch_add(1, Ordering::Relaxed) >= passes,
+        Trigger::Sleep(pause) => {
+            std::thread::sleep(pause);
+            false
+        }
+    }
 }

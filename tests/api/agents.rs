@@ -13,10 +13,13 @@ use crate::helpers::{
     TestApp, eventually, expect_json, send, serve_until_exit, spawn_app, spawn_app_with_config,
 };
 
+/// Nodes keep their default 30 s timeouts, so the request deadline is set to outlast them all.
 async fn spawn_with_nodes(agents: &str, nodes: &[String]) -> TestApp {
     let config = format!("[agents]\n{agents}\n\n{}", nodes.concat());
-    spawn_app_with_config(&config, &[]).await
+    spawn_app_with_config(&config, &[LONG_REQUEST_DEADLINE]).await
 }
+
+const LONG_REQUEST_DEADLINE: (&str, &str) = ("SOFIIA_HTTP__REQUEST_TIMEOUT_MS", "600000");
 
 async fn send_ok(app: &TestApp, chat: &str, text: &str, key: Option<&str>) -> Value {
     let response = app
@@ -183,7 +186,7 @@ async fn a_retry_after_a_degraded_outcome_replays_it_without_calling_again() {
 #[tokio::test]
 async fn a_takeover_calls_the_agent_for_the_stored_message() {
     let agent = FakeNode::start(Behaviour::Slow(Duration::from_secs(60))).await;
-    let app = spawn_with_nodes("", &[node("agent", &agent.url, "timeout_ms = 120000")]).await;
+    let app = spawn_with_nodes("", &[node("agent", &agent.url, "timeout_ms = 50000")]).await;
     let body = json!({ "text": "survive this" });
     let parked = tokio::spawn(send(
         app.send_request("ops", &app.admin_key, &body)
@@ -429,6 +432,7 @@ async fn without_a_platform_ca_store_only_https_nodes_lacking_a_ca_file_are_refu
     let no_store = [
         ("SSL_CERT_FILE", no_roots.to_str().expect("UTF-8")),
         ("SSL_CERT_DIR", no_root_dir.to_str().expect("UTF-8")),
+        LONG_REQUEST_DEADLINE,
     ];
 
     let (secure, ca_pem) = FakeNode::start_https(Behaviour::Reply("over TLS")).await;

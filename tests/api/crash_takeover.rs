@@ -20,7 +20,7 @@ async fn send_interrupted_between_its_transactions_is_taken_over_after_restart()
     // An agent that never answers in time holds every send between its two transactions: the
     // claim and the operator's message are committed, the reply is not.
     let stalled = FakeNode::start(Behaviour::Slow(Duration::from_secs(60))).await;
-    let config = node("stalled", &stalled.url, "timeout_ms = 120000");
+    let config = node("stalled", &stalled.url, "timeout_ms = 50000");
     let app = spawn_app_with_config(&config, &[]).await;
     let body = json!({ "text": TEXT });
     let stuck = tokio::spawn(

@@ -9,12 +9,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::fake_node::{Behaviour, FakeNode, node};
-use crate::helpers::{assert_error, send, spawn_app, spawn_app_with, spawn_app_with_config};
+use crate::helpers::{
+    assert_error, expect_json, send, spawn_app, spawn_app_with, spawn_app_with_config,
+};
 
 /// A service whose sends wait a minute on a stalled agent.
 async fn spawn_with_stalled_agent(env: &[(&str, &str)]) -> (FakeNode, crate::helpers::TestApp) {
     let stalled = FakeNode::start(Behaviour::Slow(Duration::from_secs(60))).await;
-    let config = node("stalled", &stalled.url, "timeout_ms = 120000");
+    let config = node("stalled", &stalled.url, "timeout_ms = 50000");
     let app = spawn_app_with_config(&config, env).await;
     (stalled, app)
 }
@@ -224,16 +226,36 @@ async fn requests_over_the_concurrency_cap_are_refused_not_queued_but_probes_are
 }
 
 #[tokio::test]
-async fn a_request_over_its_deadline_is_answered_503() {
-    let (_stalled, app) =
-        spawn_with_stalled_agent(&[("SOFIIA_HTTP__REQUEST_TIMEOUT_MS", "300")]).await;
+async fn a_send_over_its_deadline_is_answered_503_and_still_completes() {
+    const TOKEN: &str = "deadline-admin-token";
+    // Every commit takes a second, as on a disk that has become slow.
+    let app = spawn_app_with(&[
+        ("SOFIIA_ADMIN_TOKEN", TOKEN),
+        ("SOFIIA_HTTP__REQUEST_TIMEOUT_MS", "300"),
+        ("SOFIIA_FAILPOINTS", "store.commit=sleep:1000"),
+    ])
+    .await;
+    let body = json!({ "text": "slow" });
     let started = Instant::now();
-    let response = app
-        .post_send("ops", &app.admin_key, None, &json!({ "text": "parked" }))
-        .await;
+    let response = app.post_send("ops", TOKEN, Some("slow-1"), &body).await;
     assert!(started.elapsed() >= Duration::from_millis(300));
-    assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    let message = expect_json(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(message["error"]["code"], "unavailable", "{message}");
+    assert!(
+        message["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("in progress") && m.contains("Idempotency-Key")),
+        "the refusal says the send goes on: {message}"
+    );
     assert_eq!(app.get_anonymous("livez").await.status(), StatusCode::OK);
+
+    // The send went on and committed: the same key replays its answer.
+    let replayed = crate::helpers::eventually("the send completes", async || {
+        let response = app.post_send("ops", TOKEN, Some("slow-1"), &body).await;
+        (response.status() == StatusCode::OK).then_some(response)
+    })
+    .await;
+    assert!(crate::helpers::is_replay(&replayed));
 }
 
 #[tokio::test]
