@@ -19,7 +19,8 @@ use crate::domain::principal::Principal;
 use crate::domain::rate::Quota;
 use crate::domain::send::{Answer, DegradedReason};
 use crate::domain::slug;
-use crate::store::idempotency::{BeginSend, Begun, Claim, FinishSend};
+use crate::store::idempotency::Claim;
+use crate::store::send::{BeginSend, Begun, FinishSend};
 
 use super::inflight::Turn;
 use super::{Console, ServiceError};

@@ -17,6 +17,7 @@ pub mod published;
 pub mod rate;
 mod replays;
 mod schema;
+pub mod send;
 pub mod sessions;
 pub mod tables;
 pub mod writer;

@@ -171,3 +171,17 @@ impl Windows for WindowMirror {
         Ok(windows.get(&scope).and_then(|keys| keys.get(key)).copied())
     }
 }
+
+impl super::Store {
+    /// The sender's rate-limit standing as of the last commit, without charging and without a
+    /// read transaction (what a replay reports).
+    pub fn rate_standing(
+        &self,
+        limits: &SendLimits,
+        chat_id: &str,
+        operator: &str,
+        now_ms: u64,
+    ) -> Result<Quota, StoreError> {
+        standing(&self.published.windows, limits, chat_id, operator, now_ms)
+    }
+}

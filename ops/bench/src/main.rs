@@ -13,7 +13,8 @@ use sofiia_console::domain::idempotency::{IdempotencyKey, fingerprint};
 use sofiia_console::domain::rate::{Limit, SendLimits};
 use sofiia_console::domain::send::{Answer, DegradedReason};
 use sofiia_console::store::Store;
-use sofiia_console::store::idempotency::{BeginSend, Claim};
+use sofiia_console::store::idempotency::Claim;
+use sofiia_console::store::send::BeginSend;
 
 /// The service's allocator, so `store-sends` measures the writer as the service runs it.
 #[global_allocator]
