@@ -20,6 +20,21 @@ async fn non_reading_client(app: &TestApp) -> TcpStream {
     socket.connect(addr).await.expect("connect")
 }
 
+/// `count` clients that send `GET path` as the admin and never read the answer.
+async fn stalled_readers(app: &TestApp, path: &str, count: usize) -> Vec<TcpStream> {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        app.admin_key
+    );
+    let mut stalled = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut client = non_reading_client(app).await;
+        client.write_all(request.as_bytes()).await.expect("write");
+        stalled.push(client);
+    }
+    stalled
+}
+
 /// Reads until the server closes the connection (EOF or reset), at most `within`.
 async fn closed_within(stream: &mut TcpStream, within: Duration) -> Result<Vec<u8>, Vec<u8>> {
     let mut received = Vec::new();
@@ -156,16 +171,7 @@ async fn clients_that_never_read_cannot_pin_memory() {
     fill_chat_with_large_messages(&app, "large", 100).await;
     let rss_before = app.process_status("VmRSS");
 
-    let request = format!(
-        "GET /api/chats/large/messages?limit=200 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
-        app.admin_key
-    );
-    let mut stalled = Vec::new();
-    for _ in 0..300 {
-        let mut client = non_reading_client(&app).await;
-        client.write_all(request.as_bytes()).await.expect("write");
-        stalled.push(client);
-    }
+    let mut stalled = stalled_readers(&app, "/api/chats/large/messages?limit=200", 300).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let rss_stalled = app.process_status("VmRSS");
     assert_served(&app).await;
@@ -213,16 +219,7 @@ async fn stalled_audit_exports_hold_no_threads() {
         app.send_text(&format!("chat-{}", n % 30), "hello").await;
     }
     let threads_before = app.process_status("Threads");
-    let request = format!(
-        "GET /api/audit/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
-        app.admin_key
-    );
-    let mut stalled = Vec::new();
-    for _ in 0..50 {
-        let mut client = non_reading_client(&app).await;
-        client.write_all(request.as_bytes()).await.expect("write");
-        stalled.push(client);
-    }
+    let mut stalled = stalled_readers(&app, "/api/audit/export", 50).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let threads_stalled = app.process_status("Threads");
     assert!(
