@@ -43,6 +43,10 @@ pub struct Config {
     pub auth: AuthConfig,
     pub agents: AgentsConfig,
     pub log: LogConfig,
+    /// Which source set each key, so a value refused after merging is traced to where it came
+    /// from.
+    #[serde(skip)]
+    sources: Sources,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,6 +217,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             agents: AgentsConfig::default(),
             log: LogConfig::default(),
+            sources: Sources::default(),
         }
     }
 }
@@ -309,18 +314,18 @@ impl Config {
 
     /// Checks rules the types alone cannot express.
     fn validate(&self) -> Result<(), ConfigError> {
-        within(
+        self.within(
             "idempotency.ttl_hours",
             self.idempotency.ttl_hours,
             1,
             24 * 365,
         )?;
-        within("idempotency.wait_ms", self.idempotency.wait_ms, 0, 60_000)?;
+        self.within("idempotency.wait_ms", self.idempotency.wait_ms, 0, 60_000)?;
         if tracing_subscriber::EnvFilter::builder()
             .parse(&self.log.level)
             .is_err()
         {
-            return Err(invalid(
+            return Err(self.invalid(
                 "log.level",
                 "must be a level (error, warn, info, debug, trace) or a tracing filter directive",
             ));
@@ -330,11 +335,11 @@ impl Config {
             ("rate_limit.operator", self.rate_limit.operator),
         ] {
             // The limiter keeps whole milliseconds between requests.
-            within(&format!("{name}.per_minute"), limit.per_minute, 1, 60_000)?;
-            within(&format!("{name}.burst"), limit.burst, 1, 1_000_000)?;
+            self.within(&format!("{name}.per_minute"), limit.per_minute, 1, 60_000)?;
+            self.within(&format!("{name}.burst"), limit.burst, 1, 1_000_000)?;
         }
         if let Some(origin) = self.cors_origins.iter().find(|o| !is_origin(o)) {
-            return Err(invalid(
+            return Err(self.invalid(
                 "cors_origins",
                 &format!(
                     "{origin:?} is not an origin: expected scheme://host[:port] such as https://console.example, without a path or wildcard"
@@ -342,51 +347,51 @@ impl Config {
             ));
         }
         let http = &self.http;
-        within(
+        self.within(
             "http.request_timeout_ms",
             http.request_timeout_ms,
             100,
             3_600_000,
         )?;
-        within("http.idle_timeout_ms", http.idle_timeout_ms, 100, 3_600_000)?;
-        within(
+        self.within("http.idle_timeout_ms", http.idle_timeout_ms, 100, 3_600_000)?;
+        self.within(
             "http.max_concurrent_requests",
             http.max_concurrent_requests,
             1,
             1_000_000,
         )?;
-        within("http.body_timeout_ms", http.body_timeout_ms, 100, 600_000)?;
-        within("http.write_timeout_ms", http.write_timeout_ms, 100, 600_000)?;
-        within("http.stream_max_minutes", http.stream_max_minutes, 1, 1_440)?;
+        self.within("http.body_timeout_ms", http.body_timeout_ms, 100, 600_000)?;
+        self.within("http.write_timeout_ms", http.write_timeout_ms, 100, 600_000)?;
+        self.within("http.stream_max_minutes", http.stream_max_minutes, 1, 1_440)?;
         // Each response must fit: a page is at most about a mebibyte (`http::page`).
-        within(
+        self.within(
             "http.max_buffered_response_mib",
             http.max_buffered_response_mib,
             4,
             4_095,
         )?;
         let auth = &self.auth;
-        within("auth.lockout_failures", auth.lockout_failures, 1, 1_000)?;
-        within("auth.lockout_minutes", auth.lockout_minutes, 1, 10_080)?;
-        within(
+        self.within("auth.lockout_failures", auth.lockout_failures, 1, 1_000)?;
+        self.within("auth.lockout_minutes", auth.lockout_minutes, 1, 10_080)?;
+        self.within(
             "auth.session_idle_minutes",
             auth.session_idle_minutes,
             1,
             10_080,
         )?;
-        within("auth.session_max_hours", auth.session_max_hours, 1, 720)?;
+        self.within("auth.session_max_hours", auth.session_max_hours, 1, 720)?;
         self.validate_agents()?;
         if self.data_dir.as_os_str().is_empty() {
-            return Err(invalid("data_dir", "must not be empty"));
+            return Err(self.invalid("data_dir", "must not be empty"));
         }
         Ok(())
     }
 
     fn validate_agents(&self) -> Result<(), ConfigError> {
         let agents = &self.agents;
-        within("agents.context_messages", agents.context_messages, 1, 200)?;
-        within("agents.breaker_failures", agents.breaker_failures, 1, 100)?;
-        within(
+        self.within("agents.context_messages", agents.context_messages, 1, 200)?;
+        self.within("agents.breaker_failures", agents.breaker_failures, 1, 100)?;
+        self.within(
             "agents.breaker_open_seconds",
             agents.breaker_open_seconds,
             1,
@@ -395,35 +400,35 @@ impl Config {
         for (i, node) in agents.nodes.iter().enumerate() {
             let key = |field: &str| format!("agents.nodes[{i}].{field}");
             if crate::domain::slug::validate(&node.name).is_err() {
-                return Err(invalid(
+                return Err(self.invalid(
                     &key("name"),
                     "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'",
                 ));
             }
             if agents.nodes[..i].iter().any(|n| n.name == node.name) {
-                return Err(invalid(&key("name"), "names must be unique"));
+                return Err(self.invalid(&key("name"), "names must be unique"));
             }
             if !(node.url.starts_with("http://") || node.url.starts_with("https://")) {
-                return Err(invalid(&key("url"), "must be an http:// or https:// URL"));
+                return Err(self.invalid(&key("url"), "must be an http:// or https:// URL"));
             }
             if node.ca_file.is_some() && !node.url.starts_with("https://") {
-                return Err(invalid(
+                return Err(self.invalid(
                     &key("ca_file"),
                     "is set but the node's url is not https://, so it would never be used",
                 ));
             }
             if node.model.is_empty() {
-                return Err(invalid(&key("model"), "must not be empty"));
+                return Err(self.invalid(&key("model"), "must not be empty"));
             }
-            within(&key("timeout_ms"), node.timeout_ms, 100, 600_000)?;
-            within(&key("max_rps"), node.max_rps, 1, 10_000)?;
+            self.within(&key("timeout_ms"), node.timeout_ms, 100, 600_000)?;
+            self.within(&key("max_rps"), node.max_rps, 1, 10_000)?;
         }
         // A send may try every node in turn; its request deadline must outlast them all, or it
         // would be answered 503 while failing over as designed.
         let chain_ms: u64 = agents.nodes.iter().map(|n| n.timeout_ms).sum();
         let needed_ms = chain_ms + COMMIT_ALLOWANCE_MS;
         if !agents.nodes.is_empty() && self.http.request_timeout_ms < needed_ms {
-            return Err(invalid(
+            return Err(self.invalid(
                 "http.request_timeout_ms",
                 &format!(
                     "{} is shorter than a send that tries every agent node may take: the nodes' \
@@ -440,18 +445,21 @@ impl Config {
     /// at least `MIN_ADMIN_TOKEN_LEN` characters: an empty or short token would let anyone in.
     pub fn admin_token(&self) -> Result<Option<Secret>, ConfigError> {
         if let Some(token) = &self.admin_token {
-            return check_admin_token("admin_token", token.expose()).map(Some);
+            return self
+                .check_admin_token("admin_token", token.expose())
+                .map(Some);
         }
         let Some(path) = &self.admin_token_file else {
             return Ok(None);
         };
         let text = std::fs::read_to_string(path).map_err(|e| {
-            invalid(
+            self.invalid(
                 "admin_token_file",
                 &format!("cannot read {}: {e}", path.display()),
             )
         })?;
-        check_admin_token("admin_token_file", text.trim()).map(Some)
+        self.check_admin_token("admin_token_file", text.trim())
+            .map(Some)
     }
 
     /// The database file inside the data directory.
@@ -465,47 +473,50 @@ impl Config {
     }
 }
 
-/// A rule a merged value broke, named by its key.
-fn invalid(key: &str, reason: &str) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        source_name: "configuration".into(),
-        reason: reason.into(),
-    }
-}
-
-/// Checks `low <= value <= high`, naming the key, the value and what is allowed.
-fn within<T: PartialOrd + std::fmt::Display>(
-    key: &str,
-    value: T,
-    low: T,
-    high: T,
-) -> Result<(), ConfigError> {
-    if value < low || value > high {
-        return Err(invalid(
-            key,
-            &format!("{value} is not allowed: must be between {low} and {high}"),
-        ));
-    }
-    Ok(())
-}
-
 /// What a send's request deadline allows beyond its agent calls, for its two commits.
 const COMMIT_ALLOWANCE_MS: u64 = 1_000;
 
 /// Shortest admin token accepted.
 const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
-fn check_admin_token(key: &str, token: &str) -> Result<Secret, ConfigError> {
-    if token.trim().chars().count() < MIN_ADMIN_TOKEN_LEN {
-        return Err(invalid(
-            key,
-            &format!(
-                "the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters (the value is not shown)"
-            ),
-        ));
+impl Config {
+    /// A rule the merged value of `key` broke, naming the key and the source that set it.
+    fn invalid(&self, key: &str, reason: &str) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.into(),
+            source_name: self.sources.of(key).to_owned(),
+            reason: reason.into(),
+        }
     }
-    Ok(Secret(token.trim().to_owned()))
+
+    /// Checks `low <= value <= high`, naming the key, the value and what is allowed.
+    fn within<T: PartialOrd + std::fmt::Display>(
+        &self,
+        key: &str,
+        value: T,
+        low: T,
+        high: T,
+    ) -> Result<(), ConfigError> {
+        if value < low || value > high {
+            return Err(self.invalid(
+                key,
+                &format!("{value} is not allowed: must be between {low} and {high}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_admin_token(&self, key: &str, token: &str) -> Result<Secret, ConfigError> {
+        if token.trim().chars().count() < MIN_ADMIN_TOKEN_LEN {
+            return Err(self.invalid(
+                key,
+                &format!(
+                    "the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters (the value is not shown)"
+                ),
+            ));
+        }
+        Ok(Secret(token.trim().to_owned()))
+    }
 }
 
 /// `https://host[:port]` or `http://host[:port]`: what a browser sends as `Origin`.
@@ -531,11 +542,48 @@ fn env_key_path(name: &str) -> Option<Vec<String>> {
     Some(rest.split("__").map(str::to_ascii_lowercase).collect())
 }
 
+/// For each key set, the source that set it: `file <path>`, `environment variable <NAME>` or
+/// the flag. Keys are dotted paths; a key may hold a whole table or list (an environment
+/// variable can set `agents.nodes` at once).
+#[derive(Debug, Clone, Default)]
+struct Sources(HashMap<String, String>);
+
+impl Sources {
+    /// Records that `source` set `key`, replacing whatever set it or anything inside it before:
+    /// a later layer replaces the value whole.
+    fn record(&mut self, key: String, source: String) {
+        self.0.retain(|set, _| !holds(&key, set));
+        self.0.insert(key, source);
+    }
+
+    /// The source of the value at `key`: the one that set the key itself or the table or list
+    /// holding it, else — for a table — one that set a key inside it.
+    fn of(&self, key: &str) -> &str {
+        let holding = self
+            .0
+            .iter()
+            .filter(|(set, _)| holds(set, key))
+            .max_by_key(|(set, _)| set.len());
+        holding
+            .or_else(|| self.0.iter().find(|(set, _)| holds(key, set)))
+            .map_or("configuration", |(_, source)| source.as_str())
+    }
+}
+
+/// Whether the value at `outer` is or contains the one at `inner` (`http` holds
+/// `http.idle_timeout_ms`, `agents.nodes` holds `agents.nodes[0].url`, `http.idle` holds
+/// nothing but itself).
+fn holds(outer: &str, inner: &str) -> bool {
+    inner
+        .strip_prefix(outer)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
 /// The merged TOML tree and, for each key set, the source that set it.
 struct Layers {
     tree: toml::Table,
     defaults: toml::Table,
-    sources: HashMap<String, String>,
+    sources: Sources,
 }
 
 impl Default for Layers {
@@ -544,7 +592,7 @@ impl Default for Layers {
         Self {
             tree: toml::Table::new(),
             defaults,
-            sources: HashMap::new(),
+            sources: Sources::default(),
         }
     }
 }
@@ -563,7 +611,7 @@ impl Layers {
                     reason: e.message().to_owned(),
                 })?;
         for dotted in dotted_keys(&table, "") {
-            self.sources.insert(dotted, format!("file {shown}"));
+            self.sources.record(dotted, format!("file {shown}"));
         }
         self.tree = table;
         Ok(())
@@ -578,33 +626,28 @@ impl Layers {
             Some(_) => parse_toml_value(text),
         };
         let value = typed.unwrap_or_else(|| toml::Value::String(text.to_owned()));
-        self.sources.insert(path.join("."), source);
+        self.sources.record(path.join("."), source);
         insert(&mut self.tree, path, value);
     }
 
     fn set_string(&mut self, key: &str, text: &str, source: &str) {
-        self.sources.insert(key.to_owned(), source.to_owned());
+        self.sources.record(key.to_owned(), source.to_owned());
         self.tree
             .insert(key.to_owned(), toml::Value::String(text.to_owned()));
     }
 
     fn into_config(self) -> Result<Config, ConfigError> {
         let value = toml::Value::Table(self.tree);
-        serde_path_to_error::deserialize(value).map_err(|error| {
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|error| {
             let key = error.path().to_string();
-            let source_name = self
-                .sources
-                .iter()
-                .filter(|(k, _)| key.starts_with(k.as_str()) || k.starts_with(&key))
-                .max_by_key(|(k, _)| k.len())
-                .map(|(_, s)| s.clone())
-                .unwrap_or_else(|| "configuration".into());
             ConfigError::Invalid {
+                source_name: self.sources.of(&key).to_owned(),
                 key,
-                source_name,
                 reason: error.into_inner().message().to_owned(),
             }
-        })
+        })?;
+        config.sources = self.sources;
+        Ok(config)
     }
 }
 
@@ -715,6 +758,109 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("idempotency.ttl_hours"), "{message}");
+    }
+
+    #[test]
+    fn validation_errors_name_the_source_that_set_the_key() {
+        let message = load(&[("SOFIIA_HTTP__WRITE_TIMEOUT_MS", "5")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains(
+                "`http.write_timeout_ms` (set by environment variable SOFIIA_HTTP__WRITE_TIMEOUT_MS)"
+            ),
+            "{message}"
+        );
+
+        let config = load(&[("SOFIIA_ADMIN_TOKEN", "too-short")]).unwrap();
+        let message = config.admin_token().unwrap_err().to_string();
+        assert!(
+            message.contains("`admin_token` (set by environment variable SOFIIA_ADMIN_TOKEN)"),
+            "{message}"
+        );
+        assert!(!message.contains("too-short"), "{message}");
+
+        let nodes = r#"[{ name = "n", url = "ftp://10.0.0.5", model = "m" }]"#;
+        let message = load(&[("SOFIIA_AGENTS__NODES", nodes)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains(
+                "`agents.nodes[0].url` (set by environment variable SOFIIA_AGENTS__NODES)"
+            ),
+            "{message}"
+        );
+
+        let flags = Flags {
+            data_dir: Some(PathBuf::new()),
+            ..Flags::default()
+        };
+        let message = Config::load_from(&flags, []).unwrap_err().to_string();
+        assert!(
+            message.contains("`data_dir` (set by --data-dir)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn validation_errors_name_the_file_and_the_layer_that_won() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "short\n").unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "admin_token_file = {:?}\n[http]\nwrite_timeout_ms = 5\n[auth]\nlockout_minutes = 0\n",
+                token.display().to_string()
+            ),
+        )
+        .unwrap();
+        let flags = Flags {
+            config: Some(path.clone()),
+            ..Flags::default()
+        };
+        let from_file = format!("(set by file {})", path.display());
+
+        let message = Config::load_from(&flags, []).unwrap_err().to_string();
+        assert!(message.contains("`http.write_timeout_ms`"), "{message}");
+        assert!(message.contains(&from_file), "{message}");
+
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        // The environment replaces the file's value, and with it the blame.
+        let message = Config::load_from(&flags, env(&[("SOFIIA_HTTP__WRITE_TIMEOUT_MS", "50")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("(set by environment variable SOFIIA_HTTP__WRITE_TIMEOUT_MS)"),
+            "{message}"
+        );
+
+        let config = Config::load_from(
+            &flags,
+            env(&[
+                ("SOFIIA_HTTP__WRITE_TIMEOUT_MS", "500"),
+                ("SOFIIA_AUTH__LOCKOUT_MINUTES", "5"),
+            ]),
+        )
+        .unwrap();
+        let message = config.admin_token().unwrap_err().to_string();
+        assert!(message.contains("`admin_token_file`"), "{message}");
+        assert!(message.contains(&from_file), "{message}");
+    }
+
+    #[test]
+    fn a_key_holds_only_what_is_under_it() {
+        assert!(holds("http", "http.idle_timeout_ms"));
+        assert!(holds("http.idle_timeout_ms", "http.idle_timeout_ms"));
+        assert!(holds("agents.nodes", "agents.nodes[0].url"));
+        assert!(!holds("http.idle", "http.idle_timeout_ms"));
+        assert!(!holds("http.idle_timeout_ms", "http"));
     }
 
     #[test]

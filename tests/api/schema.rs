@@ -143,6 +143,19 @@ async fn a_short_or_empty_admin_token_is_refused() {
     }
 }
 
+#[tokio::test]
+async fn a_value_refused_after_merging_names_the_variable_that_set_it() {
+    for (name, value) in [
+        ("SOFIIA_ADMIN_TOKEN", "short"),
+        ("SOFIIA_HTTP__WRITE_TIMEOUT_MS", "5"),
+    ] {
+        let stderr = refused_start(&[(name, value)], None, true).await;
+        let source = format!("set by environment variable {}", name.to_lowercase());
+        assert!(stderr.contains(&source), "stderr: {stderr}");
+        assert!(!stderr.contains("set by configuration"), "stderr: {stderr}");
+    }
+}
+
 /// `cargo run` and `cargo test` export the build script's variables to the binary they run; none
 /// of them may be mistaken for configuration (the README's `cargo run --release -- serve`).
 #[tokio::test]

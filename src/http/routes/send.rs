@@ -14,7 +14,8 @@ use crate::domain::rate::{Quota, SendLimits};
 use crate::domain::role::Permission;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::extract::{Json, Path};
+use crate::http::extract::{JsonObject, Path};
+use crate::http::input;
 use crate::service::send::{SendRequest, SendResponse};
 use crate::service::{Console, ServiceError};
 
@@ -32,12 +33,15 @@ pub async fn send(
     caller: Caller,
     Path(chat_id): Path<String>,
     headers: HeaderMap,
-    Json(body): Json<Value>,
+    JsonObject(body): JsonObject,
 ) -> Response {
     let limits = console.send_settings.limits;
     let mut response = match caller.may(Permission::WriteChats) {
         Err(denied) => denied.into_response(),
-        Ok(_) => respond(accept(&console, caller, chat_id, &headers, body).await),
+        Ok(_) => match input::from_json::<SendBody>(&body) {
+            Err(invalid) => ApiError::from(invalid).into_response(),
+            Ok(typed) => respond(accept(&console, caller, chat_id, &headers, &body, typed).await),
+        },
     };
     if let Ok(policy) = HeaderValue::from_str(&policy_header(&limits)) {
         response.headers_mut().insert("ratelimit-policy", policy);
@@ -63,17 +67,16 @@ async fn accept(
     caller: Caller,
     chat_id: String,
     headers: &HeaderMap,
-    body: Value,
+    body: &Value,
+    SendBody { text, metadata }: SendBody,
 ) -> Result<SendResponse, ServiceError> {
     let principal = caller.principal.clone();
     let key = idempotency_key(headers)?;
-    // The fingerprint covers the body exactly as parsed, before it is typed.
+    // The fingerprint covers the body exactly as parsed, before it was typed.
     let idempotency = key.map(|key| {
         let path = format!("/api/chats/{chat_id}/send");
-        (key, idempotency::fingerprint("POST", &path, &body))
+        (key, idempotency::fingerprint("POST", &path, body))
     });
-    let SendBody { text, metadata } = serde_json::from_value(body)
-        .map_err(|e| ServiceError::validation("body", e.to_string()))?;
     let metadata = metadata.map(|m| Value::Object(m).to_string());
     console
         .send(SendRequest {
