@@ -499,3 +499,33 @@ async fn a_chunked_body_is_read_and_the_connection_kept() {
     assert_eq!(statuses, [200, 200], "{responses:?}");
     assert_eq!(responses[0].json()["message"]["text"], "in chunks");
 }
+
+#[tokio::test]
+async fn every_json_response_declares_utf_8() {
+    let app = spawn_app().await;
+    let created = app
+        .create_chat(&app.admin_key, &json!({ "id": "ops" }))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    for (what, response) in [
+        ("a page", app.get("/api/chats", &app.admin_key).await),
+        ("an object", app.get("/api/chats/ops", &app.admin_key).await),
+        ("an error", app.get("/api/chats/nope", &app.admin_key).await),
+        ("health", app.get_anonymous("api/health").await),
+    ] {
+        assert_eq!(
+            response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("application/json; charset=utf-8"),
+            "{what}"
+        );
+    }
+    let (refused, _) = raw_exchange(&app, &[b"GET /livez HTTP/1.1\r\nX: \x01\r\n\r\n"]).await;
+    assert_eq!(
+        refused[0].header("content-type"),
+        Some("application/json; charset=utf-8"),
+        "an error raised below the router"
+    );
+}
