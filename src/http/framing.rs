@@ -473,7 +473,7 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(256 * 1024);
         let mut http = hyper::server::conn::http1::Builder::new();
         http.max_header_size(MAX_HEADER_BYTES)
-            .max_buf_size(super::super::serve::MAX_BUFFER_BYTES);
+            .max_buf_size(crate::http::serve::MAX_BUFFER_BYTES);
         let service = hyper::service::service_fn(|_| async {
             Ok::<_, std::convert::Infallible>(hyper::Response::new(
                 Empty::<axum::body::Bytes>::new(),
