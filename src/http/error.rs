@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::framing::Refusal;
 use crate::domain::audit::Actor;
 use crate::service::ServiceError;
 
@@ -111,6 +112,10 @@ pub fn payload_for_status(status: StatusCode) -> ErrorPayload {
             ("method_not_allowed", "method not allowed on this resource")
         }
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            "request_header_fields_too_large",
+            "the request headers are too large",
+        ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             ("unsupported_media_type", "expected application/json")
         }
@@ -150,6 +155,12 @@ impl IntoResponse for ApiError {
             response.extensions_mut().insert(DeniedActor(actor));
         }
         response
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        Self::new(refusal.status(), refusal.code(), refusal.message())
     }
 }
 

@@ -242,8 +242,8 @@ fn too_large() -> ApiError {
     )
 }
 
-/// The refusal, with the connection closed after it: the rest of the body is never read.
-fn closing(error: ApiError) -> Response {
+/// The refusal, with the connection closed after it: the rest of the request is never read.
+pub fn closing(error: ApiError) -> Response {
     let mut response = error.into_response();
     response
         .headers_mut()

@@ -11,7 +11,9 @@ use axum::response::Response;
 use tracing::Instrument;
 
 use super::auth::client_ip;
-use super::error::{DeniedActor, ErrorPayload, payload_for_status};
+use super::error::{ApiError, DeniedActor, ErrorPayload, payload_for_status};
+use super::framing::Refusal;
+use super::limits::closing;
 use crate::domain::audit::{Action, Actor, Context, Outcome, Target};
 use crate::monitoring;
 use crate::service::Console;
@@ -24,7 +26,9 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 pub struct RequestId(pub String);
 
 /// Assigns the request id (echoing a well-formed incoming one), runs the request inside a span
-/// carrying it, renders error bodies, audits denials, and logs one line per request.
+/// carrying it, renders error bodies, audits denials, and logs one line per request. A request
+/// standing in for a head the connection refused (`connection`) is answered with that refusal
+/// and goes no further.
 pub async fn observe(
     State(console): State<Arc<Console>>,
     mut request: Request,
@@ -33,17 +37,24 @@ pub async fn observe(
     let started = Instant::now();
     let id = incoming_id(&request).unwrap_or_else(|| ulid::Ulid::generate().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));
+    let refused = request.extensions_mut().remove::<Refusal>();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let route = match refused {
+        Some(_) => "refused",
+        None => request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", |p| p.as_str()),
+    }
+    .to_owned();
     let client_ip = client_ip(request.extensions());
     let is_api = request.uri().path().starts_with("/api");
     let span = tracing::info_span!("request", request_id = %id);
 
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = match refused {
+        Some(refusal) => closing(ApiError::from(refusal)),
+        None => next.run(request).instrument(span.clone()).await,
+    };
 
     let status = response.status();
     // A failed login is recorded as `auth.login_failed` by the login itself.

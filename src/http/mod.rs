@@ -7,6 +7,7 @@ pub mod auth;
 pub mod connection;
 pub mod error;
 pub mod extract;
+pub mod framing;
 pub mod input;
 pub mod limits;
 pub mod middleware;

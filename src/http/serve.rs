@@ -2,9 +2,12 @@
 //! not expose — a header size cap, a header-read timeout that also closes idle keep-alive
 //! connections (so a slow-loris client holds a connection for at most that long), a write
 //! deadline (`connection`), and a small per-connection buffer, so a client that does not read
-//! leaves little behind in the connection itself.
+//! leaves little behind in the connection itself. Request heads hyper would refuse with a bare
+//! status are refused by the connection's byte stream instead, with our JSON error
+//! (`connection`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,7 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use super::connection::ClientIo;
+use super::connection::{ClientIo, Heads};
 
 /// Largest request head (request line and headers) accepted (SPEC §5).
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -66,19 +69,20 @@ pub async fn serve<T>(
             },
             stopped = &mut stop => break stopped,
         };
+        let heads = Arc::new(Heads::default());
+        let io = ClientIo::new(stream, limits.write_timeout, heads.clone());
         let service =
             router
                 .clone()
                 .map_request(move |mut request: axum::http::Request<Incoming>| {
-                    request
-                        .extensions_mut()
-                        .insert(ConnectInfo::<SocketAddr>(peer));
+                    let extensions = request.extensions_mut();
+                    extensions.insert(ConnectInfo::<SocketAddr>(peer));
+                    if let Some(refusal) = heads.next_request() {
+                        extensions.insert(refusal);
+                    }
                     request
                 });
-        let connection = http.serve_connection(
-            TokioIo::new(ClientIo::new(stream, limits.write_timeout)),
-            TowerToHyperService::new(service),
-        );
+        let connection = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // A client that vanishes or times out ends its own connection; nothing to report.
