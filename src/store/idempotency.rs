@@ -53,6 +53,10 @@ pub(super) struct Claimed {
 
 impl Claimed {
     pub(super) fn save(self, t: &mut WriteTables<'_>) -> Result<(), StoreError> {
+        self.write(t)
+    }
+
+    fn write(&self, t: &mut WriteTables<'_>) -> Result<(), StoreError> {
         let (scope, key) = (self.scope.as_str(), self.key.as_str());
         if let Some(expired_ms) = self.replaces_expiry {
             t.idempotency_expiry.remove((expired_ms, scope, key))?;
@@ -71,8 +75,9 @@ impl Claimed {
         body: Vec<u8>,
     ) -> Result<(), StoreError> {
         self.record.state = RecordState::Completed { status: 200, body };
-        publish_completed(t, &self.scope, &self.key, &self.record);
-        self.save(t)
+        self.write(t)?;
+        publish_completed(t, self.scope, self.key, self.record);
+        Ok(())
     }
 }
 
@@ -87,21 +92,21 @@ pub(super) fn complete(
         .ok_or_else(|| StoreError::Corrupt("completing a send whose record is missing".into()))?;
     record.state = RecordState::Completed { status: 200, body };
     save_record(&mut t.idempotency, scope, key, &record)?;
-    publish_completed(t, scope, key, &record);
+    publish_completed(t, scope.to_owned(), key.clone(), record);
     Ok(())
 }
 
 /// Replays of a completed record are answered from memory once its batch commits.
 fn publish_completed(
     t: &mut WriteTables<'_>,
-    scope: &str,
-    key: &IdempotencyKey,
-    record: &IdempotencyRecord,
+    scope: String,
+    key: IdempotencyKey,
+    record: IdempotencyRecord,
 ) {
     t.publish(Change::Completed {
-        scope: scope.to_owned(),
-        key: key.clone(),
-        record: Arc::new(record.clone()),
+        scope,
+        key,
+        record: Arc::new(record),
     });
 }
 
