@@ -20,6 +20,15 @@ async fn non_reading_client(app: &TestApp) -> TcpStream {
     socket.connect(addr).await.expect("connect")
 }
 
+/// A service that drops a stalled response, or an idle connection, after 1.5 s.
+async fn spawn_with_short_deadlines() -> TestApp {
+    spawn_app_with(&[
+        ("SOFIIA_HTTP__WRITE_TIMEOUT_MS", "1500"),
+        ("SOFIIA_HTTP__IDLE_TIMEOUT_MS", "1500"),
+    ])
+    .await
+}
+
 /// `count` clients that send `GET path` as the admin and never read the answer.
 async fn stalled_readers(app: &TestApp, path: &str, count: usize) -> Vec<TcpStream> {
     let request = format!(
@@ -162,11 +171,7 @@ async fn fill_chat_with_large_messages(app: &TestApp, chat: &str, count: usize) 
 
 #[tokio::test]
 async fn clients_that_never_read_cannot_pin_memory() {
-    let app = spawn_app_with(&[
-        ("SOFIIA_HTTP__WRITE_TIMEOUT_MS", "1500"),
-        ("SOFIIA_HTTP__IDLE_TIMEOUT_MS", "1500"),
-    ])
-    .await;
+    let app = spawn_with_short_deadlines().await;
     // About 6 MB of message JSON: 300 unread copies would be 1.8 GB.
     fill_chat_with_large_messages(&app, "large", 100).await;
     let rss_before = app.process_status("VmRSS");
@@ -209,11 +214,7 @@ async fn a_page_of_large_messages_ends_early_and_pages_on() {
 
 #[tokio::test]
 async fn stalled_audit_exports_hold_no_threads() {
-    let app = spawn_app_with(&[
-        ("SOFIIA_HTTP__WRITE_TIMEOUT_MS", "1500"),
-        ("SOFIIA_HTTP__IDLE_TIMEOUT_MS", "1500"),
-    ])
-    .await;
+    let app = spawn_with_short_deadlines().await;
     // Enough events that an export outgrows the socket buffers of a client that never reads.
     for n in 0..300 {
         app.send_text(&format!("chat-{}", n % 30), "hello").await;

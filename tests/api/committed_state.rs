@@ -16,7 +16,7 @@ async fn revoke_and_hang_up(addr: &str, admin_key: &str, id: &str) {
         "DELETE /api/admin/keys/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin_key}\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.expect("write");
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     drop(stream);
 }
 
