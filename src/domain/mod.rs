@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod message;
 pub mod principal;
 pub mod rate;
+pub mod retention;
 pub mod role;
 pub mod send;
 pub mod session;

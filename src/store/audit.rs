@@ -4,6 +4,10 @@
 //! `append` is called by every audited write *inside its own write transaction*, so an action and
 //! its record commit or vanish together. The chain head (`seq`, `ts_ms`, `hash`) lives in `meta`,
 //! written back once per batch (`batch`).
+//!
+//! Retention removes the oldest events (`prune`) and records the last one removed as the chain's
+//! *checkpoint* in `meta`, in the same transaction: verification and exports then start from the
+//! checkpoint, and the chain from there to the head is as provable as a whole one.
 
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
@@ -18,10 +22,43 @@ use super::tables::{
 };
 use super::{Store, StoreError};
 use crate::domain::audit::{Draft, Event, Filter, GENESIS, Hash, Outcome};
+use crate::domain::retention::Tally;
 use crate::failpoints;
 
 /// Export lines are sent to the client in chunks of about this size.
 const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
+/// Events verified per read transaction: a walk over millions never pins one snapshot.
+const VERIFY_CHUNK: u64 = 20_000;
+
+/// Where the chain checkpoint is kept in `meta`.
+pub const AUDIT_CHECKPOINT_KEY: &str = "audit_checkpoint";
+
+/// The last event retention removed: the chain that is kept starts right after it, with its hash
+/// as the first kept event's `prev_hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub ts_ms: u64,
+    pub hash: Hash,
+}
+
+impl codec::Record for Checkpoint {
+    const VERSION: u8 = 1;
+    const NAME: &'static str = "audit checkpoint";
+}
+
+impl Checkpoint {
+    /// The export's first line when it starts right after the checkpoint
+    /// (`docs/audit-format.md`).
+    fn export_line(&self) -> Vec<u8> {
+        let line = serde_json::json!({
+            "checkpoint": {"seq": self.seq, "ts_ms": self.ts_ms, "hash": hex::encode(self.hash)}
+        });
+        let mut bytes = line.to_string().into_bytes();
+        bytes.push(b'\n');
+        bytes
+    }
+}
 
 impl codec::Record for Event {
     const VERSION: u8 = 1;
@@ -95,6 +132,70 @@ pub(super) fn append(t: &mut WriteTables<'_>, draft: Draft) -> Result<Event, Sto
     Ok(event)
 }
 
+/// Removes up to `limit` of the oldest events with `ts_ms < before_ms`, each with all its index
+/// entries, and moves the checkpoint to the last one removed — all in the caller's transaction,
+/// so no event ever lacks its index entries, no entry its event, and the checkpoint always names
+/// the event just before the first kept one. The chain head is never touched.
+pub(super) fn prune(
+    t: &mut WriteTables<'_>,
+    before_ms: u64,
+    limit: usize,
+) -> Result<Tally, StoreError> {
+    let mut tally = Tally::default();
+    let Some(first) = t.audit.first()?.map(|(seq, _)| seq.value()) else {
+        return Ok(tally);
+    };
+    let end = first_seq_at_or_after(&t.audit, before_ms)?.min(first + limit as u64);
+    if end <= first {
+        return Ok(tally);
+    }
+    let mut removed = Vec::with_capacity((end - first) as usize);
+    for row in t.audit.extract_from_if(first..end, |_, _| true)? {
+        removed.push(codec::decode::<Event>(row?.1.value())?);
+    }
+    for event in &removed {
+        let (r, seq) = (&event.record, event.seq);
+        t.audit_by_actor.remove((r.actor.label().as_str(), seq))?;
+        t.audit_by_action.remove((r.action.as_str(), seq))?;
+        t.audit_by_target.remove((r.target.label().as_str(), seq))?;
+        if r.outcome != Outcome::Ok {
+            t.audit_by_outcome.remove((r.outcome.as_str(), seq))?;
+        }
+        tally.count(event.ts_ms);
+    }
+    if let Some(last) = removed.last() {
+        let checkpoint = Checkpoint {
+            seq: last.seq,
+            ts_ms: last.ts_ms,
+            hash: last.hash,
+        };
+        t.set_meta(AUDIT_CHECKPOINT_KEY, &checkpoint)?;
+    }
+    Ok(tally)
+}
+
+/// What a dry run would remove: events with `ts_ms < before_ms`, found by binary search (the
+/// chain is gapless and time-ordered, so no walk is needed).
+pub(super) fn survey(txn: &ReadTransaction, before_ms: u64) -> Result<Tally, StoreError> {
+    let events = txn.open_table(AUDIT)?;
+    let Some(first) = events.first()?.map(|(seq, _)| seq.value()) else {
+        return Ok(Tally::default());
+    };
+    let end = first_seq_at_or_after(&events, before_ms)?;
+    if end <= first {
+        return Ok(Tally::default());
+    }
+    let ts = |seq: u64| -> Result<Option<u64>, StoreError> {
+        Ok(codec::get::<_, Event>(&events, seq)?.map(|e| e.ts_ms))
+    };
+    Ok(Tally {
+        deleted: end - first,
+        remaining: 0,
+        oldest_ms: ts(first)?,
+        newest_ms: ts(end - 1)?,
+    })
+}
+
 impl Store {
     /// Appends events that stand alone (service start and stop, denials, audit reads) in one
     /// group-committed transaction.
@@ -120,14 +221,15 @@ impl Store {
     }
 
     pub fn verify_audit(&self) -> Result<Verification, StoreError> {
-        self.scan(verify)
+        tokio::task::block_in_place(|| verify(self))
     }
 
     /// Streams the events with `since_ms <= ts_ms < until_ms` as NDJSON, oldest first, in
     /// chunks of about `EXPORT_CHUNK_BYTES`.
     ///
     /// The range is fixed when the export starts (so it ends at the head of that moment, the
-    /// export's own record included); each chunk is read in a read transaction of its own, so a
+    /// export's own record included). An export that starts at the first kept event begins with
+    /// the chain checkpoint; each chunk is read in a read transaction of its own, so a
     /// slow client never holds one open (SPEC §3). The producer is a task, not a thread: it waits
     /// for the client without blocking anything. It stops when a chunk is not taken within
     /// `limits.chunk` or the export has run for `limits.total`; the receiver then sees the stream
@@ -142,8 +244,8 @@ impl Store {
         let store = self.clone();
         tokio::spawn(async move {
             let ends = tokio::time::Instant::now() + limits.total;
-            let range = store.read(|txn| seq_bounds(&txn.open_table(AUDIT)?, since_ms, until_ms));
-            let (mut from, until) = match range {
+            let range = store.read(|txn| export_range(txn, since_ms, until_ms));
+            let (mut from, until, mut lead) = match range {
                 Ok(range) => range,
                 Err(error) => {
                     let _ = sender.send(Err(error)).await;
@@ -152,13 +254,16 @@ impl Store {
             };
             loop {
                 let chunk = store.read(|txn| export_chunk(&txn.open_table(AUDIT)?, from, until));
-                let (lines, next) = match chunk {
+                let (mut lines, next) = match chunk {
                     Ok(chunk) => chunk,
                     Err(error) => {
                         let _ = sender.send(Err(error)).await;
                         return;
                     }
                 };
+                if let Some(lead) = lead.take() {
+                    lines.splice(0..0, lead);
+                }
                 let taken_by = ends.min(tokio::time::Instant::now() + limits.chunk);
                 if !lines.is_empty() {
                     match tokio::time::timeout_at(taken_by, sender.send(Ok(lines))).await {
@@ -185,6 +290,23 @@ impl Store {
 pub struct StreamLimits {
     pub chunk: std::time::Duration,
     pub total: std::time::Duration,
+}
+
+/// The `seq` range of an export, and its first line when the range starts right after the
+/// chain checkpoint: the checkpoint, which lets the export be verified on its own.
+fn export_range(
+    txn: &ReadTransaction,
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+) -> Result<(SeqBound, SeqBound, Option<Vec<u8>>), StoreError> {
+    let events = txn.open_table(AUDIT)?;
+    let (from, until) = seq_bounds(&events, since_ms, until_ms)?;
+    let first = events.range((from, until))?.next().transpose()?;
+    let checkpoint: Option<Checkpoint> = codec::get(&txn.open_table(META)?, AUDIT_CHECKPOINT_KEY)?;
+    let lead = checkpoint
+        .filter(|c| first.is_some_and(|(seq, _)| seq.value() == c.seq + 1))
+        .map(|c| c.export_line());
+    Ok((from, until, lead))
 }
 
 /// The NDJSON lines of events in `(from, until)`, up to about `EXPORT_CHUNK_BYTES`, and the
@@ -380,78 +502,136 @@ fn tighter_upper(high: SeqBound, before: u64) -> SeqBound {
     }
 }
 
-/// Walks the whole chain: every `seq` present once and in order, every stored record in its
-/// canonical encoding, every `prev_hash` the hash before it, every `hash` its content's, and the
-/// head in `meta` naming the last event.
-fn verify(txn: &ReadTransaction) -> Result<Verification, StoreError> {
-    let events = txn.open_table(AUDIT)?;
-    // A damaged head is a finding to report, not a reason to fail the verification.
-    let head = match txn.open_table(META)?.get(AUDIT_HEAD_KEY)? {
-        Some(raw) => codec::decode::<Head>(raw.value()).ok(),
-        None => Some(EMPTY_HEAD),
-    };
-    let total_entries = events.len()?;
+/// Walks the chain from the checkpoint (or the first event) to the head as it was when the walk
+/// began: every `seq` present once and in order, every stored record in its canonical encoding,
+/// every `prev_hash` the hash before it, every `hash` its content's, and the head naming the last
+/// event. Each chunk of `VERIFY_CHUNK` events is read in a transaction of its own; when retention
+/// moves the checkpoint past the walk meanwhile, the walk continues from the new checkpoint.
+fn verify(store: &Store) -> Result<Verification, StoreError> {
+    let (head, checkpoint, total_entries) = store.read(|txn| {
+        let meta = txn.open_table(META)?;
+        // A damaged head is a finding to report, not a reason to fail the verification.
+        let head = match meta.get(AUDIT_HEAD_KEY)? {
+            Some(raw) => codec::decode::<Head>(raw.value()).ok(),
+            None => Some(EMPTY_HEAD),
+        };
+        let checkpoint: Option<Checkpoint> = codec::get(&meta, AUDIT_CHECKPOINT_KEY)?;
+        Ok((head, checkpoint, txn.open_table(AUDIT)?.len()?))
+    })?;
+    let mut walk = Walk::from(checkpoint);
     let mut report = Verification {
         valid: true,
         total_entries,
-        checked_from_seq: 1,
+        checked_from_seq: walk.next_seq,
         head_seq: head.map_or(0, |h| h.seq),
         head_hash: head.map_or_else(String::new, |h| hex::encode(h.hash)),
         first_invalid_seq: None,
         reason: None,
     };
-    let mut invalid = |seq: u64, reason: String| {
-        report.valid = false;
-        report.first_invalid_seq = Some(seq);
-        report.reason = Some(reason);
-    };
-    let mut expected_seq = 1;
-    let mut prev_hash = GENESIS;
-    for row in events.iter()? {
-        let (key, raw) = row?;
-        let seq = key.value();
-        if seq != expected_seq {
-            invalid(expected_seq, format!("event {expected_seq} is missing"));
+    let last = head.map_or(u64::MAX, |h| h.seq);
+    while walk.next_seq <= last {
+        let finding = store.read(|txn| {
+            let checkpoint: Option<Checkpoint> =
+                codec::get(&txn.open_table(META)?, AUDIT_CHECKPOINT_KEY)?;
+            if let Some(checkpoint) = checkpoint.filter(|c| c.seq >= walk.next_seq) {
+                walk = Walk::from(Some(checkpoint));
+                report.checked_from_seq = walk.next_seq;
+            }
+            let until = last.min(walk.next_seq.saturating_add(VERIFY_CHUNK - 1));
+            walk.step(&txn.open_table(AUDIT)?, until, head.is_none())
+        })?;
+        if let Some((seq, reason)) = finding {
+            report.invalid(seq, reason);
             return Ok(report);
         }
-        let problem = match codec::decode::<Event>(raw.value()) {
-            Err(_) => Some("the stored event cannot be decoded".to_owned()),
-            Ok(event) => check_event(&event, raw.value(), seq, &prev_hash)
-                .err()
-                .or_else(|| {
-                    prev_hash = event.hash;
-                    None
-                }),
-        };
-        if let Some(reason) = problem {
-            invalid(seq, reason);
-            return Ok(report);
+        if walk.ended {
+            break;
         }
-        expected_seq += 1;
     }
-    let Some(head) = head else {
-        invalid(
-            expected_seq - 1,
-            "the chain head in meta cannot be decoded".into(),
-        );
-        return Ok(report);
-    };
-    if head.seq != expected_seq - 1 {
-        invalid(
-            expected_seq,
+    let ends_at = walk.next_seq - 1;
+    match head {
+        None => report.invalid(ends_at, "the chain head in meta cannot be decoded".into()),
+        Some(head) if head.seq != ends_at => report.invalid(
+            walk.next_seq,
             format!(
-                "the chain head names event {} but the chain ends at {}",
-                head.seq,
-                expected_seq - 1
+                "the chain head names event {} but the chain ends at {ends_at}",
+                head.seq
             ),
-        );
-    } else if head.hash != prev_hash {
-        invalid(
+        ),
+        Some(head) if head.hash != walk.prev_hash => report.invalid(
             head.seq,
             "the chain head's hash differs from the last event's".into(),
-        );
+        ),
+        Some(_) => {}
     }
     Ok(report)
+}
+
+impl Verification {
+    fn invalid(&mut self, seq: u64, reason: String) {
+        self.valid = false;
+        self.first_invalid_seq = Some(seq);
+        self.reason = Some(reason);
+    }
+}
+
+/// Where a chain walk stands: the next event it expects and the hash that event must chain on.
+struct Walk {
+    next_seq: u64,
+    prev_hash: Hash,
+    /// The chain ended before the head (only when the head is unreadable and bounds nothing).
+    ended: bool,
+}
+
+impl From<Option<Checkpoint>> for Walk {
+    fn from(checkpoint: Option<Checkpoint>) -> Self {
+        let (next_seq, prev_hash) = checkpoint.map_or((1, GENESIS), |c| (c.seq + 1, c.hash));
+        Self {
+            next_seq,
+            prev_hash,
+            ended: false,
+        }
+    }
+}
+
+impl Walk {
+    /// Checks the events from `next_seq` through `until`; the first problem found, if any.
+    fn step(
+        &mut self,
+        events: &impl ReadableTable<u64, &'static [u8]>,
+        until: u64,
+        open_ended: bool,
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        let mut rows = events.range(self.next_seq..=until)?;
+        while self.next_seq <= until {
+            let Some(row) = rows.next().transpose()? else {
+                if open_ended {
+                    self.ended = true;
+                    return Ok(None);
+                }
+                let missing = self.next_seq;
+                return Ok(Some((missing, format!("event {missing} is missing"))));
+            };
+            let (key, raw) = row;
+            let seq = key.value();
+            if seq != self.next_seq {
+                let missing = self.next_seq;
+                return Ok(Some((missing, format!("event {missing} is missing"))));
+            }
+            let event = match codec::decode::<Event>(raw.value()) {
+                Ok(event) => event,
+                Err(_) => {
+                    return Ok(Some((seq, "the stored event cannot be decoded".into())));
+                }
+            };
+            if let Err(reason) = check_event(&event, raw.value(), seq, &self.prev_hash) {
+                return Ok(Some((seq, reason)));
+            }
+            self.prev_hash = event.hash;
+            self.next_seq += 1;
+        }
+        Ok(None)
+    }
 }
 
 fn check_event(event: &Event, raw: &[u8], seq: u64, prev_hash: &Hash) -> Result<(), String> {

@@ -12,7 +12,8 @@
 //! they would see had every write gone straight to its table.
 //!
 //! Invariant: the chats, chat index, rate windows and the chain head are reached only through
-//! the methods here, never through the raw tables, so nothing reads around the write-back.
+//! the methods here, never through the raw tables, so nothing reads around the write-back (the
+//! two read-only views for retention say what they leave out).
 
 use std::collections::HashMap;
 
@@ -26,7 +27,7 @@ use super::rate::{WindowMap, Windows};
 use super::tables::{
     API_KEYS, AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET,
     CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META, RATE_WINDOWS,
-    SESSIONS, chat_index_key,
+    RETENTION_RUNS, SESSIONS, chat_index_key,
 };
 use crate::domain::chat::Chat;
 use crate::domain::rate::Scope;
@@ -46,6 +47,7 @@ pub struct WriteTables<'t> {
     pub audit_by_action: Table<'t, (&'static str, u64), ()>,
     pub audit_by_target: Table<'t, (&'static str, u64), ()>,
     pub audit_by_outcome: Table<'t, (&'static str, u64), ()>,
+    pub retention_runs: Table<'t, u64, &'static [u8]>,
     meta: Table<'t, &'static str, &'static [u8]>,
     chats: Table<'t, &'static str, &'static [u8]>,
     chat_index: Table<'t, (u64, &'static str), ()>,
@@ -60,6 +62,8 @@ pub struct WriteTables<'t> {
 struct Pending {
     chats: HashMap<String, PendingChat>,
     rate_windows: WindowMap,
+    /// Windows deleted in this batch, before any written after them.
+    dropped_windows: Vec<(Scope, String)>,
     audit_head: Option<Head>,
 }
 
@@ -99,6 +103,7 @@ impl<'t> WriteTables<'t> {
             audit_by_action: txn.open_table(AUDIT_BY_ACTION)?,
             audit_by_target: txn.open_table(AUDIT_BY_TARGET)?,
             audit_by_outcome: txn.open_table(AUDIT_BY_OUTCOME)?,
+            retention_runs: txn.open_table(RETENTION_RUNS)?,
             meta: txn.open_table(META)?,
             chats: txn.open_table(CHATS)?,
             chat_index: txn.open_table(CHAT_INDEX)?,
@@ -155,6 +160,38 @@ impl<'t> WriteTables<'t> {
         }
     }
 
+    /// The rate windows as stored, without this batch's charges (which `tat` sees): for
+    /// retention, which looks for idle ones and checks each through `tat` before it drops it.
+    pub fn stored_rate_windows(&self) -> &Table<'t, (&'static str, &'static str), u64> {
+        &self.rate_windows
+    }
+
+    /// Deletes a rate window (one idle long enough that it reads as none).
+    pub fn drop_rate_window(&mut self, scope: Scope, key: &str) -> Result<(), StoreError> {
+        if let Some(windows) = self.pending.rate_windows.get_mut(&scope) {
+            windows.remove(key);
+        }
+        self.rate_windows.remove((scope.as_str(), key))?;
+        self.pending.dropped_windows.push((scope, key.to_owned()));
+        Ok(())
+    }
+
+    /// The chats as stored, without this batch's changes: for retention, which needs only the
+    /// ids of chats old enough to have old messages (a chat created in this batch has none).
+    pub fn stored_chats(&self) -> &Table<'t, &'static str, &'static [u8]> {
+        &self.chats
+    }
+
+    /// A record kept in `meta` (chain checkpoint, schedule state).
+    pub fn meta<T: codec::Record>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        codec::get(&self.meta, key)
+    }
+
+    pub fn set_meta<T: codec::Record>(&mut self, key: &str, value: &T) -> Result<(), StoreError> {
+        self.meta.insert(key, codec::encode(value)?.as_slice())?;
+        Ok(())
+    }
+
     /// The newest audit event, where the next one chains on (`None`: the trail is empty).
     pub fn audit_head(&self) -> Result<Option<Head>, StoreError> {
         match self.pending.audit_head {
@@ -202,6 +239,7 @@ impl<'t> WriteTables<'t> {
                 .insert(AUDIT_HEAD_KEY, codec::encode(&head)?.as_slice())?;
         }
         Ok(Committed {
+            dropped_windows: self.pending.dropped_windows,
             windows: self.pending.rate_windows,
             changes: self.changes,
         })

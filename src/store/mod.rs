@@ -9,13 +9,16 @@ pub mod audit;
 mod batch;
 pub mod chats;
 pub mod codec;
+mod database;
 pub mod idempotency;
 pub mod keys;
 pub mod lockouts;
+pub mod maintenance;
 pub mod messages;
 pub mod published;
 pub mod rate;
 mod replays;
+pub mod retention;
 mod schema;
 pub mod send;
 pub mod sessions;
@@ -30,6 +33,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase};
 pub use schema::SCHEMA_VERSION;
 pub use writer::{Writer, WriterThread};
 
+use database::Gated;
 use published::Published;
 
 /// A storage failure. Never shown to clients (it maps to `500 internal`, or `503` when storage
@@ -106,7 +110,7 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// The open database, its writer, and the state it publishes in memory.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<Gated>,
     writer: Writer,
     published: Arc<Published>,
 }
@@ -135,7 +139,7 @@ impl Store {
         let txn = db.begin_read().map_err(|e| failed(e.to_string()))?;
         let published = Arc::new(Published::load(&txn).map_err(|e| failed(e.to_string()))?);
         drop(txn);
-        let db = Arc::new(db);
+        let db = Arc::new(Gated::new(db, path));
         let (writer, thread) =
             Writer::start(db.clone(), published.clone()).map_err(|e| failed(e.to_string()))?;
         Ok((
@@ -168,7 +172,7 @@ impl Store {
     where
         F: FnOnce(&ReadTransaction) -> Result<T, StoreError>,
     {
-        f(&self.begin_read()?)
+        self.db.read(f)
     }
 
     /// Runs `f` in a read transaction off the async runtime, for reads whose cost grows with the
@@ -178,11 +182,11 @@ impl Store {
     where
         F: FnOnce(&ReadTransaction) -> Result<T, StoreError>,
     {
-        tokio::task::block_in_place(|| f(&self.begin_read()?))
+        tokio::task::block_in_place(|| self.db.read(f))
     }
 
-    /// A read transaction on the calling thread; only for code already off the async runtime.
-    fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
-        Ok(self.db.begin_read()?)
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        self.db.path()
     }
 }

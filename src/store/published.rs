@@ -24,6 +24,7 @@ use super::replays::Replays;
 use super::tables::{API_KEYS, LOCKOUTS, SESSIONS};
 use crate::domain::api_key::ApiKey;
 use crate::domain::idempotency::{IdempotencyKey, IdempotencyRecord};
+use crate::domain::rate::Scope;
 use crate::domain::session::{Session, TokenHash};
 
 /// One committed change to the published state.
@@ -41,16 +42,26 @@ pub(super) enum Change {
         address: String,
         until_ms: u64,
     },
+    /// An ended lockout was deleted.
+    LockoutDeleted(String),
     /// A send completed its idempotency record: replays are answered from memory.
     Completed {
         scope: String,
         key: IdempotencyKey,
         record: Arc<IdempotencyRecord>,
     },
+    /// An expired idempotency record was deleted: no copy of it may outlive it.
+    RecordDeleted {
+        scope: String,
+        key: String,
+    },
 }
 
 /// What one committed batch changed.
 pub(super) struct Committed {
+    /// Rate windows deleted, applied before `windows` (a window deleted and then charged again
+    /// in one batch ends up charged).
+    pub dropped_windows: Vec<(Scope, String)>,
     pub windows: WindowMap,
     pub changes: Vec<Change>,
 }
@@ -97,6 +108,7 @@ impl Published {
 
     /// Applies a committed batch's changes, in the order its operations made them.
     pub(super) fn apply(&self, committed: Committed) {
+        self.windows.forget(&committed.dropped_windows);
         self.windows.publish(committed.windows);
         for change in committed.changes {
             match change {
@@ -112,6 +124,10 @@ impl Published {
                 Change::Lockout { address, until_ms } => {
                     write(&self.lockouts).insert(address, until_ms);
                 }
+                Change::LockoutDeleted(address) => {
+                    write(&self.lockouts).remove(&address);
+                }
+                Change::RecordDeleted { scope, key } => self.replays.forget(&scope, &key),
                 Change::Completed { scope, key, record } => {
                     self.replays.keep(&scope, &key, record);
                 }

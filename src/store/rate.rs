@@ -44,6 +44,19 @@ impl WindowMirror {
         Ok(Self(RwLock::new(windows)))
     }
 
+    /// Drops the windows a committed batch deleted.
+    pub(super) fn forget(&self, dropped: &[(Scope, String)]) {
+        if dropped.is_empty() {
+            return;
+        }
+        let mut windows = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        for (scope, key) in dropped {
+            if let Some(keys) = windows.get_mut(scope) {
+                keys.remove(key);
+            }
+        }
+    }
+
     /// Takes in the windows a committed batch wrote.
     pub(super) fn publish(&self, written: WindowMap) {
         if written.is_empty() {

@@ -70,6 +70,26 @@ impl Replays {
     }
 }
 
+impl Replays {
+    /// Forgets the record of `(scope, key)`, deleted from the file.
+    pub fn forget(&self, scope: &str, key: &str) {
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(keys) = kept.records.get_mut(scope) else {
+            return;
+        };
+        let Some(record) = keys.remove(key) else {
+            return;
+        };
+        if keys.is_empty() {
+            kept.records.remove(scope);
+        }
+        kept.body_bytes -= body_len(&record);
+        // At most `CAPACITY` records are kept, so this walk happens at most that many times
+        // before the cache is empty, however many records are deleted.
+        kept.order.retain(|(s, k)| !(s == scope && k == key));
+    }
+}
+
 impl Kept {
     fn forget_oldest(&mut self) {
         let Some((scope, key)) = self.order.pop_front() else {
@@ -135,6 +155,20 @@ mod tests {
         assert!(replays.get("key:a", &key(1), 100).is_none(), "expired");
         assert!(replays.get("key:b", &key(1), 0).is_none(), "other scope");
         assert!(replays.get("key:a", &key(2), 0).is_none(), "not completed");
+    }
+
+    #[test]
+    fn a_deleted_record_is_forgotten() {
+        let replays = Replays::default();
+        replays.keep("key:a", &key(1), completed(100));
+        replays.keep("key:a", &key(2), completed(100));
+        replays.forget("key:a", key(1).as_str());
+        replays.forget("key:a", "never-kept");
+
+        assert!(replays.get("key:a", &key(1), 0).is_none());
+        assert!(replays.get("key:a", &key(2), 0).is_some());
+        let kept = replays.0.lock().expect("lock");
+        assert_eq!((kept.order.len(), kept.body_bytes), (1, 2));
     }
 
     #[test]

@@ -8,12 +8,15 @@ use redb::{Database, ReadableTable, WriteTransaction};
 use super::tables::{
     API_KEYS, AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET,
     CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META, RATE_WINDOWS,
-    SESSIONS,
+    RETENTION_RUNS, SESSIONS,
 };
 use super::{OpenError, StoreError};
 
 /// The schema this binary writes.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: the retention job log, the audit chain checkpoint, and the `retention.*` audit actions. A
+/// version-1 binary could not read a pruned chain or the new actions, so it must refuse the file.
+pub const SCHEMA_VERSION: u32 = 2;
 const VERSION_KEY: &str = "schema_version";
 
 /// Brings the file to `SCHEMA_VERSION` in one transaction, or refuses a newer file untouched.
@@ -31,8 +34,8 @@ pub(super) fn prepare(db: &Database, path: &str) -> Result<(), OpenError> {
             known: SCHEMA_VERSION,
         });
     }
-    // Version 1 is the first schema: a fresh file and a version-1 file need only the tables.
-    // Later versions add a step here for each version they move past.
+    // Every step so far only adds tables: version 1 → 2 adds the retention job log. A later
+    // step that rewrites records goes here, keyed on `found`.
     create_tables(&txn).map_err(failed)?;
     if found != Some(SCHEMA_VERSION) {
         write_version(&txn).map_err(failed)?;
@@ -68,6 +71,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(RATE_WINDOWS)?;
     txn.open_table(LOCKOUTS)?;
     txn.open_table(SESSIONS)?;
+    txn.open_table(RETENTION_RUNS)?;
     txn.open_table(AUDIT)?;
     for index in [
         AUDIT_BY_ACTOR,

@@ -5,7 +5,8 @@
 
 use redb::TableDefinition;
 
-/// `name → bytes`: schema version (u32 LE) and, later, chain heads and checkpoints.
+/// `name → bytes`: schema version (u32 LE), the audit chain head and checkpoint, and when the
+/// daily retention run last ran.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// `chat id → Chat`.
@@ -55,6 +56,9 @@ pub const AUDIT_BY_TARGET: TableDefinition<(&str, u64), ()> =
 /// an `ok` filter is served by the events themselves, and the index stays small and cheap.
 pub const AUDIT_BY_OUTCOME: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("audit_by_outcome");
+
+/// `run id → Run`: the retention job log, ids ascending from 1.
+pub const RETENTION_RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("retention_runs");
 
 /// The chat index key for a chat with the given activity time.
 pub fn chat_index_key(activity_ms: u64, id: &str) -> (u64, &str) {

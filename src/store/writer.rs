@@ -23,6 +23,11 @@
 //!   after one. The batch and everything still queued are answered `Unavailable`, the writer
 //!   stops, and `Writer::failure` tells the service, which reports `error` and exits so that its
 //!   service manager restarts it on a reopened file.
+//!
+//! Besides operations, the writer runs *database tasks* (`Writer::with_database`): work that needs
+//! the database between batches — statistics, compaction — queued in order with the operations.
+//! A task that needs the file to itself takes the gate's exclusive hold (`database`), so writes
+//! queue and reads wait while it runs.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -32,6 +37,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::StoreError;
 use super::batch::WriteTables;
+use super::database::Gated;
 use super::published::{Committed, Published};
 
 /// Most operations applied in one transaction. Large enough to amortise an fsync over many
@@ -43,7 +49,7 @@ const QUEUE_DEPTH: usize = 4096;
 /// Handle for submitting write operations. Cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Box<dyn Job>>,
+    queue: mpsc::Sender<Work>,
     failure: watch::Receiver<Option<String>>,
 }
 
@@ -62,7 +68,7 @@ impl WriterThread {
 impl Writer {
     /// Starts the writer thread; it applies every committed batch's changes to `published`.
     pub fn start(
-        db: Arc<Database>,
+        db: Arc<Gated>,
         published: Arc<Published>,
     ) -> std::io::Result<(Writer, WriterThread)> {
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
@@ -103,12 +109,39 @@ impl Writer {
             reply,
         });
         self.queue
-            .send(job)
+            .send(Work::Operation(job))
             .await
             .map_err(|_| StoreError::Unavailable)?;
         answer.await.map_err(|_| StoreError::Unavailable)?
     }
+
+    /// Runs `task` on the writer thread once every operation queued before it has committed, and
+    /// before any queued after it is applied. No write transaction is live while it runs.
+    pub async fn with_database<T, F>(&self, task: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Gated) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let task: DatabaseTask = Box::new(move |db| {
+            // The caller may have gone away; the task ran regardless.
+            let _ = reply.send(task(db));
+        });
+        self.queue
+            .send(Work::Task(task))
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        answer.await.map_err(|_| StoreError::Unavailable)
+    }
 }
+
+/// What the queue carries.
+enum Work {
+    Operation(Box<dyn Job>),
+    Task(DatabaseTask),
+}
+
+type DatabaseTask = Box<dyn FnOnce(&Gated) + Send>;
 
 /// A queued operation with its reply channel, type-erased for the queue.
 trait Job: Send {
@@ -161,38 +194,77 @@ where
 }
 
 fn run(
-    db: &Database,
+    db: &Gated,
     published: &Published,
-    mut receiver: mpsc::Receiver<Box<dyn Job>>,
+    mut receiver: mpsc::Receiver<Work>,
     failed: &watch::Sender<Option<String>>,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = receiver.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
+        // A task waits for the operations queued before it, and runs before those after it.
+        let mut task = None;
+        match first {
+            Work::Operation(job) => batch.push(job),
+            Work::Task(queued) => task = Some(queued),
+        }
+        while task.is_none() && batch.len() < MAX_BATCH {
             match receiver.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(Work::Operation(job)) => batch.push(job),
+                Ok(Work::Task(queued)) => task = Some(queued),
                 Err(_) => break,
             }
         }
-        let outcome = commit_batch(db, published, &mut batch);
-        if let Err(error) = &outcome {
-            tracing::error!(event = "commit_failed", batch = batch.len(), %error, "write batch aborted");
-        }
-        for job in batch.drain(..) {
-            job.respond(outcome.clone());
-        }
-        if let Err(StoreError::Io(cause)) = outcome {
-            tracing::error!(event = "storage_failed", %cause, "storage failed; the writer stops and the service must restart");
-            // Nothing more can commit: what is queued is refused, and new work is turned away.
-            receiver.close();
-            while let Ok(job) = receiver.try_recv() {
-                job.respond(Err(StoreError::Unavailable));
-            }
-            failed.send_replace(Some(cause));
+        if !batch.is_empty()
+            && let Err(cause) = commit_and_answer(db, published, &mut batch)
+        {
+            stop(receiver, failed, task, cause);
             return;
         }
+        if let Some(task) = task {
+            task(db);
+        }
     }
+}
+
+/// Commits the batch and answers its callers; the cause when storage failed for good.
+fn commit_and_answer(
+    db: &Gated,
+    published: &Published,
+    batch: &mut Vec<Box<dyn Job>>,
+) -> Result<(), String> {
+    let outcome = commit_batch(&db.for_writing(), published, batch);
+    if let Err(error) = &outcome {
+        tracing::error!(event = "commit_failed", batch = batch.len(), %error, "write batch aborted");
+    }
+    for job in batch.drain(..) {
+        job.respond(outcome.clone());
+    }
+    match outcome {
+        Err(StoreError::Io(cause)) => {
+            tracing::error!(event = "storage_failed", %cause, "storage failed; the writer stops and the service must restart");
+            Err(cause)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// After a storage failure nothing more can commit: what is queued is refused, new work is
+/// turned away, and the service is told.
+fn stop(
+    mut receiver: mpsc::Receiver<Work>,
+    failed: &watch::Sender<Option<String>>,
+    task: Option<DatabaseTask>,
+    cause: String,
+) {
+    receiver.close();
+    // Dropping a task answers its caller `Unavailable`.
+    drop(task);
+    while let Ok(work) = receiver.try_recv() {
+        if let Work::Operation(job) = work {
+            job.respond(Err(StoreError::Unavailable));
+        }
+    }
+    failed.send_replace(Some(cause));
 }
 
 /// Applies and commits one batch, then publishes its changes — before any caller is answered,

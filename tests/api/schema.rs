@@ -7,7 +7,7 @@ use crate::helpers::{expect_json, serve_until_exit, spawn_app};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SCHEMA_VERSION: &str = "schema_version";
-const CURRENT_SCHEMA_VERSION: u32 = 1;
+const CURRENT_SCHEMA_VERSION: u32 = 2;
 
 fn stored_schema_version(db: &Database) -> u32 {
     let read = db.begin_read().expect("read transaction");
@@ -68,6 +68,40 @@ async fn database_written_by_a_newer_version_is_refused() {
         newer,
         "the refused start rewrote the version"
     );
+}
+
+/// A file of the first schema (no retention job log) is brought forward at start-up, its data
+/// kept.
+#[tokio::test]
+async fn database_of_the_first_schema_is_migrated_forward() {
+    let app = spawn_app().await;
+    let key = app.admin_key.clone();
+    let body = serde_json::json!({"id": "kept"});
+    expect_json(app.create_chat(&key, &body).await, StatusCode::CREATED).await;
+    let stopped = app.stop().await;
+    let db_path = stopped.data_dir().join("sofiia.redb");
+    {
+        let db = Database::open(&db_path).expect("open the stopped server's database");
+        store_schema_version(&db, 1);
+        let txn = db.begin_write().expect("write");
+        let runs: TableDefinition<u64, &[u8]> = TableDefinition::new("retention_runs");
+        assert!(txn.delete_table(runs).expect("delete"), "the table existed");
+        txn.commit().expect("commit");
+    }
+
+    let app = stopped.start(&[]).await;
+
+    expect_json(app.get("/api/chats/kept", &key).await, StatusCode::OK).await;
+    let runs = expect_json(
+        app.get("/api/admin/retention/runs", &key).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(runs["items"], serde_json::json!([]));
+    let stopped = app.stop().await;
+    let db = Database::open(&db_path).expect("reopen the database");
+    assert_eq!(stored_schema_version(&db), CURRENT_SCHEMA_VERSION);
+    drop(stopped);
 }
 
 /// Runs `serve` with `env` and, when given, a config file holding `toml`; asserts that it refused
