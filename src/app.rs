@@ -14,13 +14,15 @@ use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::http::HttpPolicy;
 use crate::http::limits::LimitSettings;
 use crate::http::serve::ConnectionLimits;
-use crate::service::{Console, ServiceError, denials};
+use crate::service::{Console, ServiceError, denials, retention};
 use crate::store::{OpenError, Store, WriterThread};
 use crate::{build_info, failpoints, http, monitoring};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 /// How long shutdown waits for in-flight requests before it stops waiting.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for a retention run to finish its batch and record itself.
+const RETENTION_STOP_LIMIT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for the writer to commit what is queued.
 const WRITER_DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -59,6 +61,8 @@ impl Application {
         prepare_data_dir(&config.data_dir)?;
         let (store, writer) = Store::open(&config.database_path())?;
         let console = Console::open(store, clock, &config, config.admin_token()?)?;
+        console.close_interrupted_runs().await?;
+        console.publish_retention_state()?;
         let admin_key_path = config.admin_key_path();
         if console.keys.ensure_admin(&admin_key_path).await? {
             tracing::info!(
@@ -126,6 +130,7 @@ impl Application {
             "listening"
         );
         let housekeeping = tokio::spawn(housekeeping(Arc::downgrade(&console)));
+        let schedule = tokio::spawn(retention::schedule(Arc::downgrade(&console)));
         let router = http::router(console.clone(), &policy, metrics);
         let closing = console.clone();
         let writer_handle = console.store.writer().clone();
@@ -146,6 +151,9 @@ impl Application {
             storage_failed
         };
         let storage_failed = http::serve::serve(listener, router, connections, stop).await;
+        // A retention run stops at its next batch and records how far it got.
+        console.retention.stop(RETENTION_STOP_LIMIT).await;
+        schedule.abort();
         housekeeping.abort();
         console.flush_denials().await;
         record(&console, Action::ServiceStop).await;

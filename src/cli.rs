@@ -24,6 +24,12 @@ pub enum Command {
     /// Verify or export the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Delete what has aged out, or preview what would go.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Look after the database file of a stopped service.
+    #[command(subcommand)]
+    Db(DbCommand),
 }
 
 /// Where to find the configuration, and what to override in it.
@@ -104,6 +110,44 @@ pub enum AuditCommand {
         until: Option<u64>,
         #[command(flatten)]
         client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Run retention now and print its job log entry; exits non-zero unless it ends `ok`.
+    Run {
+        /// Count what would go, per class, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Compact the file afterwards when enough could be given back (default:
+        /// `retention.compact`).
+        #[arg(long)]
+        compact: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print the job log, newest first.
+    Runs {
+        /// Entries to print (1-200).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// File size, space compaction would give back, and rows per table.
+    Stats {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Compact the file: give back the space retention freed.
+    Compact {
+        #[command(flatten)]
+        config: ConfigArgs,
     },
 }
 

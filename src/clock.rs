@@ -2,26 +2,30 @@
 //!
 //! `SOFIIA_FROZEN_CLOCK_MS=<unix ms>` stops the clock at that instant. Black-box tests use it to
 //! produce rows that share a timestamp (the paging tie-break) and to age data without sleeping.
-//! It is honoured only in builds with the `test-hooks` feature, which release builds never
-//! have: there the variable is ignored, with a warning.
+//! `SOFIIA_CLOCK_START_MS=<unix ms>` sets the clock to that instant at start-up, from where it
+//! runs: a test starts the service a moment before a scheduled time and sees the schedule fire.
+//! Both are honoured only in builds with the `test-hooks` feature, which release builds never
+//! have: there the variables are ignored, with a warning.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Clock {
     frozen_ms: Option<u64>,
+    /// Added to the system clock: the distance to `SOFIIA_CLOCK_START_MS` at start-up.
+    offset_ms: i64,
 }
 
 impl Clock {
     pub fn from_env() -> Self {
-        let frozen_ms = std::env::var("SOFIIA_FROZEN_CLOCK_MS")
-            .ok()
-            .and_then(|v| v.parse().ok());
+        let setting = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+        let frozen_ms = setting("SOFIIA_FROZEN_CLOCK_MS");
+        let start_ms = setting("SOFIIA_CLOCK_START_MS");
         if !cfg!(feature = "test-hooks") {
-            if frozen_ms.is_some() {
+            if frozen_ms.is_some() || start_ms.is_some() {
                 tracing::warn!(
                     event = "test_hook_ignored",
-                    "SOFIIA_FROZEN_CLOCK_MS is ignored: this build has no test hooks"
+                    "SOFIIA_FROZEN_CLOCK_MS and SOFIIA_CLOCK_START_MS are ignored: this build has no test hooks"
                 );
             }
             return Self::default();
@@ -33,14 +37,28 @@ impl Clock {
                 "the clock is frozen (test mode)"
             );
         }
-        Self { frozen_ms }
+        let offset_ms = start_ms.map_or(0, |start| {
+            tracing::warn!(
+                event = "clock_moved",
+                start_ms = start,
+                "the clock starts at a set instant (test mode)"
+            );
+            start as i64 - system_ms() as i64
+        });
+        Self {
+            frozen_ms,
+            offset_ms,
+        }
     }
 
     pub fn now_ms(&self) -> u64 {
-        self.frozen_ms.unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64)
-        })
+        self.frozen_ms
+            .unwrap_or_else(|| system_ms().saturating_add_signed(self.offset_ms))
     }
+}
+
+fn system_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::rate::Limit;
+use crate::domain::retention::DailyTime;
 
 /// The packaged configuration file, read when it exists and no `--config` is given.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/sofiia-console/config.toml";
@@ -23,6 +24,7 @@ const NON_CONFIG_ENV: &[&str] = &[
     "SOFIIA_URL",
     "SOFIIA_KEY_FILE",
     "SOFIIA_FROZEN_CLOCK_MS",
+    "SOFIIA_CLOCK_START_MS",
     "SOFIIA_FAILPOINTS",
 ];
 
@@ -42,6 +44,7 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub auth: AuthConfig,
     pub agents: AgentsConfig,
+    pub retention: RetentionConfig,
     pub log: LogConfig,
     /// Which source set each key, so a value refused after merging is traced to where it came
     /// from.
@@ -195,6 +198,49 @@ pub struct IdempotencyConfig {
     pub wait_ms: u64,
 }
 
+/// What retention keeps, when it runs and how hard it may push (SPEC §10).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// When the daily run starts, `HH:MM` in UTC.
+    pub schedule: String,
+    /// Audit events older than this many days go (with their index entries).
+    pub audit_days: u64,
+    /// Idempotency records go once expired and at least this many hours old.
+    pub idempotency_hours: u64,
+    /// Messages older than this many days go; 0 keeps them forever.
+    pub messages_days: u64,
+    /// Rate windows untouched for this many hours go (they read as a full bucket anyway).
+    pub rate_window_idle_hours: u64,
+    /// Job log entries kept.
+    pub runs_kept: u64,
+    /// Rows deleted per write transaction.
+    pub batch_size: usize,
+    /// Ceiling on rows deleted per second, so foreground requests keep their latency.
+    pub max_rows_per_second: u64,
+    /// Whether a run compacts the file afterwards (when it is worth it).
+    pub compact: bool,
+    /// Compaction runs only when at least this much could be given back.
+    pub compact_min_reclaimable_mib: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            schedule: "03:15".into(),
+            audit_days: 90,
+            idempotency_hours: 24,
+            messages_days: 0,
+            rate_window_idle_hours: 24,
+            runs_kept: 1000,
+            batch_size: 1000,
+            max_rows_per_second: 200_000,
+            compact: true,
+            compact_min_reclaimable_mib: 64,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -216,6 +262,7 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             auth: AuthConfig::default(),
             agents: AgentsConfig::default(),
+            retention: RetentionConfig::default(),
             log: LogConfig::default(),
             sources: Sources::default(),
         }
@@ -381,10 +428,62 @@ impl Config {
         )?;
         self.within("auth.session_max_hours", auth.session_max_hours, 1, 720)?;
         self.validate_agents()?;
+        self.validate_retention()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(self.invalid("data_dir", "must not be empty"));
         }
         Ok(())
+    }
+
+    fn validate_retention(&self) -> Result<(), ConfigError> {
+        let retention = &self.retention;
+        if DailyTime::parse(&retention.schedule).is_none() {
+            return Err(self.invalid(
+                "retention.schedule",
+                "must be a time of day in UTC as HH:MM, such as \"03:15\"",
+            ));
+        }
+        self.within("retention.audit_days", retention.audit_days, 1, 36_500)?;
+        self.within(
+            "retention.idempotency_hours",
+            retention.idempotency_hours,
+            1,
+            24 * 365,
+        )?;
+        self.within(
+            "retention.messages_days",
+            retention.messages_days,
+            0,
+            36_500,
+        )?;
+        // A send still in progress names its message; that message must outlive the record.
+        if retention.messages_days > 0 && retention.messages_days * 24 < self.idempotency.ttl_hours
+        {
+            return Err(self.invalid(
+                "retention.messages_days",
+                "must be 0 (keep forever) or cover idempotency.ttl_hours, so a message outlives the idempotency record that names it",
+            ));
+        }
+        self.within(
+            "retention.rate_window_idle_hours",
+            retention.rate_window_idle_hours,
+            1,
+            24 * 365,
+        )?;
+        self.within("retention.runs_kept", retention.runs_kept, 1, 1_000_000)?;
+        self.within("retention.batch_size", retention.batch_size, 1, 100_000)?;
+        self.within(
+            "retention.max_rows_per_second",
+            retention.max_rows_per_second,
+            retention.batch_size as u64,
+            100_000_000,
+        )?;
+        self.within(
+            "retention.compact_min_reclaimable_mib",
+            retention.compact_min_reclaimable_mib,
+            0,
+            1_048_576,
+        )
     }
 
     fn validate_agents(&self) -> Result<(), ConfigError> {

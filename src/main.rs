@@ -17,6 +17,8 @@ async fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args).await.map_err(|e| e.to_string()),
         Command::Keys(command) => commands::keys::run(command).await,
         Command::Audit(command) => commands::audit::run(command).await,
+        Command::Retention(command) => commands::retention::run(command).await,
+        Command::Db(command) => commands::db::run(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,10 @@ pub const HTTP_DURATION: &str = "http_request_duration_seconds";
 pub const AGENT_REQUESTS: &str = "sofiia_agent_requests_total";
 pub const AGENT_DURATION: &str = "sofiia_agent_request_duration_seconds";
 pub const DEGRADED: &str = "sofiia_degraded_total";
+pub const RETENTION_DELETED: &str = "sofiia_retention_deleted_total";
+pub const RETENTION_RUNS: &str = "sofiia_retention_runs_total";
+pub const RETENTION_LAST_SUCCESS: &str = "sofiia_retention_last_success_timestamp_seconds";
+pub const COMPACTION_PAUSE: &str = "sofiia_db_compaction_pause_seconds";
 const BUILD_INFO: &str = "sofiia_build_info";
 
 /// Latency buckets (seconds), from a cached read to an agent's generation.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 
-use crate::cli::ClientArgs;
+use crate::cli::{ClientArgs, ConfigArgs};
 use crate::clock::Clock;
 use crate::config::{Config, Flags};
 use crate::domain::audit::{Actor, Context};
@@ -42,20 +42,10 @@ pub struct Api {
 
 /// Chooses the route and says on stderr which it took.
 pub fn connect(client: &ClientArgs) -> Result<Route, String> {
-    let config = Config::load(&Flags {
-        config: client.config.config.clone(),
-        listen: None,
-        data_dir: client.config.data_dir.clone(),
-    })
-    .map_err(|e| e.to_string())?;
+    let config = load_config(&client.config)?;
     if client.url.is_none() {
-        match Store::open(&config.database_path()) {
-            Ok((store, writer)) => {
-                eprintln!("(directly on {})", config.database_path().display());
-                let console = Console::open(store, Clock::from_env(), &config, None)
-                    .map_err(|e| e.to_string())?;
-                return Ok(Route::Direct(Box::new(Offline { console, writer })));
-            }
+        match open_file(&config) {
+            Ok(offline) => return Ok(Route::Direct(Box::new(offline))),
             Err(OpenError::Locked { .. }) => {}
             Err(other) => return Err(other.to_string()),
         }
@@ -70,6 +60,37 @@ pub fn connect(client: &ClientArgs) -> Result<Route, String> {
         .clone()
         .unwrap_or_else(|| config.admin_key_path());
     Ok(Route::Api(Api::new(base, &key_file)?))
+}
+
+/// Opens the database of a stopped service, for commands that only work on the file itself.
+pub fn open_stopped(args: &ConfigArgs) -> Result<Offline, String> {
+    let config = load_config(args)?;
+    open_file(&config).map_err(|e| match e {
+        OpenError::Locked { path } => format!(
+            "{path} is in use by the running service; this command works on the file of a stopped service (stop it first)"
+        ),
+        other => other.to_string(),
+    })
+}
+
+fn load_config(args: &ConfigArgs) -> Result<Config, String> {
+    Config::load(&Flags {
+        config: args.config.clone(),
+        listen: None,
+        data_dir: args.data_dir.clone(),
+    })
+    .map_err(|e| e.to_string())
+}
+
+fn open_file(config: &Config) -> Result<Offline, OpenError> {
+    let (store, writer) = Store::open(&config.database_path())?;
+    eprintln!("(directly on {})", config.database_path().display());
+    let console =
+        Console::open(store, Clock::from_env(), config, None).map_err(|e| OpenError::Other {
+            path: config.database_path().display().to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(Offline { console, writer })
 }
 
 /// The audit context of a command run directly on the file: the operating-system user.

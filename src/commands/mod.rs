@@ -2,5 +2,7 @@
 
 pub mod audit;
 pub mod client;
+pub mod db;
 pub mod keys;
+pub mod retention;
 pub mod serve;

@@ -111,10 +111,13 @@ pub enum Action {
     KeyRevoke,
     ServiceStart,
     ServiceStop,
+    // Appended: an event's action is stored as its position in this list.
+    RetentionRun,
+    RetentionDryRun,
 }
 
 impl Action {
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 18] = [
         Action::ChatCreate,
         Action::ChatUpdate,
         Action::ChatSend,
@@ -131,6 +134,8 @@ impl Action {
         Action::KeyRevoke,
         Action::ServiceStart,
         Action::ServiceStop,
+        Action::RetentionRun,
+        Action::RetentionDryRun,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -151,6 +156,8 @@ impl Action {
             Action::KeyRevoke => "key.revoke",
             Action::ServiceStart => "service.start",
             Action::ServiceStop => "service.stop",
+            Action::RetentionRun => "retention.run",
+            Action::RetentionDryRun => "retention.dry_run",
         }
     }
 

@@ -16,6 +16,7 @@ use super::slug;
 const MESSAGE_TAG: u8 = b'm';
 const CHAT_TAG: u8 = b'c';
 const AUDIT_TAG: u8 = b'a';
+const RUN_TAG: u8 = b'r';
 
 /// Direction of a listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -65,13 +66,30 @@ pub fn decode_message(text: &str) -> Result<Position, InvalidCursor> {
 
 /// Position in the audit trail: the `seq` of the last event served.
 pub fn encode_audit(seq: u64) -> String {
-    let mut bytes = vec![AUDIT_TAG];
-    bytes.extend_from_slice(&seq.to_be_bytes());
-    URL_SAFE_NO_PAD.encode(bytes)
+    encode_number(AUDIT_TAG, seq)
 }
 
 pub fn decode_audit(text: &str) -> Result<u64, InvalidCursor> {
-    let bytes: [u8; 8] = decode_tagged(text, AUDIT_TAG)?
+    decode_number(text, AUDIT_TAG)
+}
+
+/// Position in the retention job log: the id of the last run served.
+pub fn encode_run(id: u64) -> String {
+    encode_number(RUN_TAG, id)
+}
+
+pub fn decode_run(text: &str) -> Result<u64, InvalidCursor> {
+    decode_number(text, RUN_TAG)
+}
+
+fn encode_number(tag: u8, number: u64) -> String {
+    let mut bytes = vec![tag];
+    bytes.extend_from_slice(&number.to_be_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn decode_number(text: &str, tag: u8) -> Result<u64, InvalidCursor> {
+    let bytes: [u8; 8] = decode_tagged(text, tag)?
         .try_into()
         .map_err(|_| InvalidCursor)?;
     Ok(u64::from_be_bytes(bytes))

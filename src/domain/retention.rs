@@ -5,6 +5,7 @@
 //! carries them out — cannot disagree about what is old.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +118,8 @@ pub struct DailyTime {
 }
 
 impl DailyTime {
+    pub const MIDNIGHT: DailyTime = DailyTime { minute_of_day: 0 };
+
     pub fn parse(text: &str) -> Option<Self> {
         let (hours, minutes) = text.split_once(':')?;
         if hours.len() != 2 || minutes.len() != 2 {
@@ -227,6 +230,73 @@ impl Run {
     pub fn deleted(&self) -> u64 {
         self.classes.values().map(|t| t.deleted).sum()
     }
+}
+
+/// A job log entry as the API and the CLI show it: times in RFC 3339 (UTC).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunView {
+    pub id: u64,
+    pub trigger: Trigger,
+    pub dry_run: bool,
+    pub status: RunStatus,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// Per class: rows deleted (in a dry run, that would be), rows remaining, and the oldest
+    /// and newest timestamp among the affected rows.
+    pub per_class: BTreeMap<String, TallyView>,
+    pub db_bytes_before: u64,
+    pub db_bytes_after: Option<u64>,
+    pub compacted: bool,
+    pub pause_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TallyView {
+    pub deleted: u64,
+    pub remaining: u64,
+    pub oldest_at: Option<String>,
+    pub newest_at: Option<String>,
+}
+
+impl From<Run> for RunView {
+    fn from(run: Run) -> Self {
+        let per_class = run
+            .classes
+            .iter()
+            .map(|(class, tally)| (class.as_str().to_owned(), TallyView::from(*tally)))
+            .collect();
+        Self {
+            id: run.id,
+            trigger: run.trigger,
+            dry_run: run.dry_run,
+            status: run.status,
+            started_at: rfc3339(run.started_ms),
+            finished_at: run.finished_ms.map(rfc3339),
+            per_class,
+            db_bytes_before: run.db_bytes_before,
+            db_bytes_after: run.db_bytes_after,
+            compacted: run.compacted,
+            pause_ms: run.pause_ms,
+            error: run.error,
+        }
+    }
+}
+
+impl From<Tally> for TallyView {
+    fn from(tally: Tally) -> Self {
+        Self {
+            deleted: tally.deleted,
+            remaining: tally.remaining,
+            oldest_at: tally.oldest_ms.map(rfc3339),
+            newest_at: tally.newest_ms.map(rfc3339),
+        }
+    }
+}
+
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 #[cfg(test)]

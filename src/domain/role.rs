@@ -20,6 +20,8 @@ pub enum Permission {
     WriteChats,
     ReadAudit,
     ManageKeys,
+    /// Run retention and read its job log.
+    ManageRetention,
 }
 
 impl Role {

@@ -41,7 +41,7 @@ pub struct HttpPolicy {
 }
 
 pub fn router(console: Arc<Console>, policy: &HttpPolicy, metrics: PrometheusHandle) -> Router {
-    use routes::{audit, auth, chats, events, health, keys, send};
+    use routes::{audit, auth, chats, events, health, keys, retention, send};
     let routes = Router::new()
         .route("/livez", get(health::livez))
         .route("/api/health", get(health::health))
@@ -59,6 +59,9 @@ pub fn router(console: Arc<Console>, policy: &HttpPolicy, metrics: PrometheusHan
         .route("/api/chats/{id}/events", get(events::stream))
         .route("/api/admin/keys", get(keys::list).post(keys::create))
         .route("/api/admin/keys/{id}", delete(keys::revoke))
+        .route("/api/admin/retention/run", post(retention::run))
+        .route("/api/admin/retention/runs", get(retention::runs))
+        .route("/api/admin/retention/runs/{id}", get(retention::run_entry))
         .route("/api/audit", get(audit::list))
         .route("/api/audit/verify", get(audit::verify))
         .route("/api/audit/export", get(audit::export))

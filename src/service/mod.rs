@@ -12,6 +12,7 @@ pub mod health;
 pub mod inflight;
 pub mod keys;
 pub mod lockout;
+pub mod retention;
 pub mod send;
 pub mod sessions;
 
@@ -30,6 +31,7 @@ use events::Events;
 use inflight::Inflight;
 use keys::Keys;
 use lockout::{LockoutPolicy, Lockouts};
+use retention::{Retention, RetentionSettings};
 use sessions::SessionPolicy;
 
 /// Settings of the send path, taken from the configuration once.
@@ -64,6 +66,7 @@ pub struct Console {
     pub send_settings: SendSettings,
     pub agents: Agents,
     pub events: Events,
+    pub retention: Retention,
     data_dir: PathBuf,
     stream_limits: StreamLimits,
     inflight: Arc<Inflight>,
@@ -91,6 +94,7 @@ impl Console {
             agents: Agents::from_config(&config.agents)
                 .map_err(|e| ServiceError::Internal(e.to_string()))?,
             events: Events::default(),
+            retention: Retention::new(RetentionSettings::from_config(config)),
             data_dir: config.data_dir.clone(),
             stream_limits: StreamLimits {
                 chunk: Duration::from_millis(config.http.write_timeout_ms),

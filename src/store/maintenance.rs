@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use redb::{ReadTransaction, ReadableTableMetadata, TableHandle, UntypedTableHandle};
+use redb::{ReadTransaction, ReadableTableMetadata, TableHandle};
 use serde::Serialize;
 
 use super::{Store, StoreError};
@@ -82,7 +82,7 @@ fn table_rows(txn: &ReadTransaction) -> Result<BTreeMap<String, u64>, StoreError
     let mut rows = BTreeMap::new();
     for handle in txn.list_tables()? {
         let name = handle.name().to_owned();
-        let table = txn.open_untyped_table(UntypedTableHandle::from(handle))?;
+        let table = txn.open_untyped_table(handle)?;
         rows.insert(name, table.len()?);
     }
     Ok(rows)

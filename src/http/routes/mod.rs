@@ -6,4 +6,5 @@ pub mod chats;
 pub mod events;
 pub mod health;
 pub mod keys;
+pub mod retention;
 pub mod send;
