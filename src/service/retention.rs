@@ -271,7 +271,7 @@ impl Console {
             error: None,
         };
         let run = self.store.open_run(run).await?;
-        tracing::info!(event = "retention_started", run_id = run.id, trigger = ?trigger, "retention run started");
+        tracing::info!(event = "retention_started", run_id = run.id, trigger = trigger.as_str(), "retention run started");
         Ok(OpenRun { run, _guard: guard })
     }
 
@@ -410,12 +410,13 @@ struct OpenRun {
     _guard: OwnedMutexGuard<()>,
 }
 
-/// Up to `max_rows_per_second` rows a second, a batch at a time; the first batch at once.
+/// Up to `max_rows_per_second` rows a second, a batch at a time, starting with a full bucket.
 fn pacing(settings: &RetentionSettings) -> RateLimiter {
     let per_interval = (settings.max_rows_per_second as usize / 10).max(1);
+    let burst = settings.batch_size.max(per_interval);
     RateLimiter::builder()
-        .initial(settings.batch_size)
-        .max(settings.batch_size.max(per_interval))
+        .initial(burst)
+        .max(burst)
         .refill(per_interval)
         .interval(PACING_INTERVAL)
         .build()
