@@ -8,8 +8,10 @@ Standard library only. Usage:
 Reads the export (or standard input when EXPORT is "-"), checks that seq numbers are
 consecutive, that every prev_hash is the previous event's hash, and that every hash is
 SHA-256(prev_hash bytes || canonical form). The first event's prev_hash must be 64 zeros when the
-export starts at seq 1, or equal --anchor when one is given. Prints a one-line JSON verdict and
-exits 0 when valid, 1 when not, 2 on unreadable input.
+export starts at seq 1, equal the checkpoint's hash when the export begins with a checkpoint line
+(the trail was pruned by retention: the first event must then be the one after the checkpoint),
+and equal --anchor when one is given. Prints a one-line JSON verdict and exits 0 when valid, 1
+when not, 2 on unreadable input.
 """
 
 import argparse
@@ -29,9 +31,20 @@ def canonical(event):
 def verify(lines, anchor=None):
     previous_seq = None
     previous_hash = None
+    checkpoint = None
     count = 0
     for number, line in enumerate(lines, start=1):
         if not line.strip():
+            continue
+        if number == 1 and '"checkpoint"' in line:
+            try:
+                checkpoint = json.loads(line)["checkpoint"]
+                previous_seq, previous_hash = int(checkpoint["seq"]), str(checkpoint["hash"])
+                bytes.fromhex(previous_hash)
+            except (ValueError, KeyError, TypeError) as error:
+                return False, count, {"line": number, "reason": f"unreadable checkpoint: {error}"}
+            if anchor is not None and anchor != previous_hash:
+                return False, count, {"seq": previous_seq, "reason": "the checkpoint differs from --anchor"}
             continue
         try:
             event = json.loads(line)
@@ -54,7 +67,10 @@ def verify(lines, anchor=None):
             return False, count, {"seq": seq, "reason": "hash does not match the event's content"}
         previous_seq, previous_hash = seq, stated
         count += 1
-    return True, count, {"head_seq": previous_seq, "head_hash": previous_hash}
+    facts = {"head_seq": previous_seq, "head_hash": previous_hash}
+    if checkpoint is not None:
+        facts["checked_from_seq"] = checkpoint["seq"] + 1
+    return True, count, facts
 
 
 def main():

@@ -271,7 +271,12 @@ impl Console {
             error: None,
         };
         let run = self.store.open_run(run).await?;
-        tracing::info!(event = "retention_started", run_id = run.id, trigger = trigger.as_str(), "retention run started");
+        tracing::info!(
+            event = "retention_started",
+            run_id = run.id,
+            trigger = trigger.as_str(),
+            "retention run started"
+        );
         Ok(OpenRun { run, _guard: guard })
     }
 

@@ -508,8 +508,20 @@ fn server_command(cwd: &Path, env: &[(&str, &str)]) -> Command {
         }
     }
     command.envs(GENEROUS_LIMITS);
+    command.env("SOFIIA_RETENTION__SCHEDULE", half_a_day_from_now());
     command.envs(env.iter().copied());
     command
+}
+
+/// A daily retention time twelve hours away (UTC `HH:MM`), so no test meets the schedule unless
+/// it sets one.
+fn half_a_day_from_now() -> String {
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is past 1970")
+        .as_secs();
+    let minute_of_day = (now_s / 60 + 12 * 60) % (24 * 60);
+    format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60)
 }
 
 /// Reads log lines until EOF so the pipe never fills; reports the `listening` address once.

@@ -15,6 +15,7 @@ mod health;
 mod helpers;
 mod paging;
 mod rate_limits;
+mod retention;
 mod route_table;
 mod schema;
 mod send_idempotency;

@@ -80,6 +80,24 @@ fn routes() -> Vec<Route> {
             ADMIN,
             StatusCode::OK,
         ),
+        route(
+            Method::POST,
+            "/api/admin/retention/run",
+            ADMIN,
+            StatusCode::OK,
+        ),
+        route(
+            Method::GET,
+            "/api/admin/retention/runs",
+            ADMIN,
+            StatusCode::OK,
+        ),
+        route(
+            Method::GET,
+            "/api/admin/retention/runs/{run}",
+            ADMIN,
+            StatusCode::OK,
+        ),
         route(Method::GET, "/api/audit", AUDIT, StatusCode::OK),
         route(Method::GET, "/api/audit/verify", AUDIT, StatusCode::OK),
         route(Method::GET, "/api/audit/export", AUDIT, StatusCode::OK),
@@ -105,7 +123,8 @@ async fn request(app: &TestApp, route: &Route, presented: &Presented<'_>) -> req
             let target = app.create_api_key("viewer").await;
             p.replace("{key}", &target.id)
         }
-        p => p.replace("{chat}", "walked"),
+        // The dry run above it in the table wrote the first job log entry.
+        p => p.replace("{chat}", "walked").replace("{run}", "1"),
     };
     let body: Option<Value> = match (&route.method, route.path) {
         (&Method::POST, "/api/auth/login") => Some(json!({ "key": key.unwrap_or(&app.admin_key) })),
@@ -113,6 +132,8 @@ async fn request(app: &TestApp, route: &Route, presented: &Presented<'_>) -> req
         (&Method::PATCH, _) => Some(json!({ "title": "walked" })),
         (&Method::POST, p) if p.ends_with("/send") => Some(json!({ "text": "walking" })),
         (&Method::POST, "/api/admin/keys") => Some(json!({ "name": "walk", "role": "viewer" })),
+        // A dry run answers when done; a real run would answer 202 and go on in the background.
+        (&Method::POST, "/api/admin/retention/run") => Some(json!({ "dry_run": true })),
         _ => None,
     };
     let mut request = app.request(route.method.clone(), &path);
