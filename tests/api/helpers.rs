@@ -166,6 +166,21 @@ impl TestApp {
         }
     }
 
+    /// Runs the command `ARGS --data-dir DATA_DIR --config /dev/null` beside this running server
+    /// (a data command reaches it with `--url`, `self.address`) and returns its output.
+    pub async fn run_cli(&self, args: &[&str]) -> Output {
+        let mut command = server_command(self.root.path(), &[]);
+        command
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--config", "/dev/null"]);
+        tokio::time::timeout(EXIT_TIMEOUT, command.output())
+            .await
+            .unwrap_or_else(|_| panic!("sofiia-console {args:?} ran longer than {EXIT_TIMEOUT:?}"))
+            .expect("failed to run sofiia-console")
+    }
+
     /// Deletes the configuration file, so the next restart runs on the defaults.
     pub fn remove_config(&self) {
         std::fs::remove_file(self.root.path().join(CONFIG_FILE)).expect("a config file to remove");

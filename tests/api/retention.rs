@@ -455,3 +455,240 @@ async fn the_schedule_fires_at_its_time_and_a_missed_run_is_made_up_once() {
         2
     );
 }
+
+/// Many aged audit events: `GET /api/audit` records one `audit.read` each.
+async fn age_audit_reads(reads: usize) -> StoppedApp {
+    let app = spawn_app_with(&refs(&frozen_at(T0))).await;
+    let mut pending = tokio::task::JoinSet::new();
+    for _ in 0..reads {
+        let request = app
+            .request(Method::GET, "api/audit?limit=1")
+            .bearer_auth(&app.admin_key);
+        pending.spawn(async move { request.send().await.map(|r| r.status()) });
+        if pending.len() >= 32 {
+            let status = pending.join_next().await.expect("a task").expect("joined");
+            assert_eq!(status.expect("answered"), StatusCode::OK);
+        }
+    }
+    while let Some(status) = pending.join_next().await {
+        assert_eq!(status.expect("joined").expect("answered"), StatusCode::OK);
+    }
+    app.stop().await
+}
+
+#[tokio::test]
+async fn a_prune_killed_midway_leaves_consistent_data_and_the_next_run_finishes_it() {
+    const READS: usize = 3_000;
+    let stopped = age_audit_reads(READS).await;
+    let slow = [
+        ("SOFIIA_FROZEN_CLOCK_MS", T1.to_string()),
+        ("SOFIIA_RETENTION__BATCH_SIZE", "50".to_owned()),
+        ("SOFIIA_RETENTION__MAX_ROWS_PER_SECOND", "500".to_owned()),
+    ];
+    let app = stopped.start(&refs(&slow)).await;
+    let started = expect_json(
+        app.post_json(RUN, &app.admin_key, &json!({"dry_run": false}))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let path = format!("/api/admin/retention/runs/{}", started["id"]);
+    eventually("some batches to commit", async || {
+        let run = expect_json(app.get(&path, &app.admin_key).await, StatusCode::OK).await;
+        (run["per_class"]["audit"]["deleted"].as_u64() >= Some(500)).then_some(())
+    })
+    .await;
+
+    let app = app.restart_after_kill(&refs(&frozen_at(T1))).await;
+
+    let interrupted = expect_json(app.get(&path, &app.admin_key).await, StatusCode::OK).await;
+    assert_eq!(interrupted["status"], "interrupted", "{interrupted}");
+    let first_part = interrupted["per_class"]["audit"]["deleted"]
+        .as_u64()
+        .expect("count");
+    assert!(first_part > 0 && first_part < READS as u64, "{interrupted}");
+    let verified = expect_json(
+        app.get("/api/audit/verify", &app.admin_key).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(verified["valid"], true, "{verified}");
+    assert_eq!(verified["checked_from_seq"], first_part + 1);
+    // Every index entry points at its event: a filtered walk over the index finds exactly the
+    // events an export holds.
+    let exported = events(&export(&app).await);
+    let reads_kept = exported
+        .iter()
+        .filter(|e| e["action"] == "audit.read")
+        .count();
+    let indexed = app
+        .all_pages("/api/audit", &[("action", "audit.read")], 200)
+        .await;
+    // The pages themselves are recorded as reads while the walk goes on.
+    assert!(
+        indexed.len() >= reads_kept,
+        "{} < {reads_kept}",
+        indexed.len()
+    );
+
+    let rest = real_run(&app, json!({"dry_run": false})).await;
+
+    assert_eq!(rest["status"], "ok", "{rest}");
+    let second_part = rest["per_class"]["audit"]["deleted"]
+        .as_u64()
+        .expect("count");
+    let aged_events = events(&export(&app).await);
+    assert!(
+        aged_events
+            .iter()
+            .all(|e| e["ts_ms"].as_u64().expect("ts") >= AUDIT_CUTOFF)
+    );
+    let recorded = app.page("/api/audit", &[("action", "retention.run")]).await;
+    assert_eq!(
+        recorded.items.len(),
+        2,
+        "the interrupted run is recorded too"
+    );
+    assert_eq!(recorded.items[1]["outcome"], "error");
+    assert_eq!(recorded.items[1]["details"]["deleted_audit"], first_part);
+    let verified = expect_json(
+        app.get("/api/audit/verify", &app.admin_key).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(verified["valid"], true, "{verified}");
+    assert_eq!(verified["checked_from_seq"], first_part + second_part + 1);
+}
+
+#[tokio::test]
+async fn compaction_after_a_large_prune_shrinks_the_file_while_sends_go_on() {
+    // Six megabytes of aged messages.
+    let keep_a_day = [("SOFIIA_RETENTION__MESSAGES_DAYS", "1".to_owned())];
+    let mut env = frozen_at(T0);
+    env.extend_from_slice(&keep_a_day);
+    let app = spawn_app_with(&refs(&env)).await;
+    let text = "x".repeat(15_000);
+    for n in 0..400 {
+        let response = app
+            .post_send(
+                &format!("bulk-{}", n % 8),
+                &app.admin_key,
+                None,
+                &json!({"text": text}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let stopped = app.stop().await;
+    let mut env = frozen_at(T1);
+    env.extend_from_slice(&keep_a_day);
+    env.push((
+        "SOFIIA_RETENTION__COMPACT_MIN_RECLAIMABLE_MIB",
+        "1".to_owned(),
+    ));
+    let app = stopped.start(&refs(&env)).await;
+    let file = app.data_dir().join("sofiia.redb");
+    let size_before = std::fs::metadata(&file).expect("the file").len();
+
+    let sender = {
+        let request = app.send_request("busy", &app.admin_key, &json!({"text": "still here"}));
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..400 {
+                let response = request.try_clone().expect("cloneable").send().await;
+                statuses.push(response.map(|r| r.status().as_u16()).unwrap_or(0));
+            }
+            statuses
+        })
+    };
+    let run = real_run(&app, json!({"dry_run": false, "compact": true})).await;
+    let statuses = sender.await.expect("the sender");
+
+    assert_eq!(run["status"], "ok", "{run}");
+    assert_eq!(deleted(&run)["messages"], 800);
+    assert_eq!(run["compacted"], true, "{run}");
+    let after = run["db_bytes_after"].as_u64().expect("bytes");
+    assert!(
+        after < run["db_bytes_before"].as_u64().expect("bytes") / 2,
+        "{run}"
+    );
+    assert!(std::fs::metadata(&file).expect("the file").len() < size_before / 2);
+    assert!(run["pause_ms"].is_u64(), "{run}");
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "failed sends: {statuses:?}"
+    );
+    let busy = app.history("busy").await;
+    assert_eq!(busy.len(), 800, "every send during the run stored its pair");
+    let logs = app.logs();
+    assert!(
+        logs.contains("\"event\":\"compacted\""),
+        "the pause is logged"
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("sofiia_db_compaction_pause_seconds_count 1"),
+        "{metrics}"
+    );
+}
+
+fn stdout_json(output: &std::process::Output) -> Value {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the command prints JSON")
+}
+
+#[tokio::test]
+async fn the_cli_runs_retention_through_the_service_or_on_the_stopped_file() {
+    let (stopped, aged) = age_data(&[]).await;
+    let app = at_t1(stopped, &aged, &[]).await;
+
+    let url = app.address.to_string();
+    let preview = app
+        .run_cli(&["retention", "run", "--dry-run", "--url", &url])
+        .await;
+    assert!(String::from_utf8_lossy(&preview.stderr).contains("through the running service"));
+    let preview = stdout_json(&preview);
+    assert_eq!(preview["dry_run"], true);
+    assert_eq!(deleted(&preview)["idempotency"], 3);
+    let refused = app.run_cli(&["db", "stats"]).await;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("stop it first"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let run = stdout_json(&app.run_cli(&["retention", "run", "--url", &url]).await);
+    assert_eq!(run["status"], "ok", "{run}");
+    assert_eq!(deleted(&run)["idempotency"], 3);
+    let stopped = app.stop().await;
+
+    let direct = stopped.run_cli(&["retention", "run", "--compact"]).await;
+    assert!(String::from_utf8_lossy(&direct.stderr).contains("directly on"));
+    let direct = stdout_json(&direct);
+    assert_eq!(direct["trigger"], "cli");
+    assert_eq!(direct["status"], "ok");
+    let listed = stopped
+        .run_cli(&["retention", "runs", "--limit", "2"])
+        .await;
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let ids: Vec<u64> = listed
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).expect("JSON")["id"]
+                .as_u64()
+                .expect("id")
+        })
+        .collect();
+    assert_eq!(ids, [3, 2], "newest first");
+    let compacted = stdout_json(&stopped.run_cli(&["db", "compact"]).await);
+    assert!(compacted["file_bytes_after"].as_u64() <= compacted["file_bytes_before"].as_u64());
+    let stats = stdout_json(&stopped.run_cli(&["db", "stats"]).await);
+    assert_eq!(stats["rows"]["retention_runs"], 3);
+    assert!(stats["file_bytes"].as_u64().expect("size") > 0);
+    assert!(stats["reclaimable_bytes"].is_u64());
+}
