@@ -13,12 +13,11 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::process::Command;
 use tokio::task::JoinSet;
 
 use crate::helpers::{
-    StoppedApp, TestApp, assert_error, eventually, expect_json, is_replay, request_id, spawn_app,
-    spawn_app_with,
+    StoppedApp, TestApp, assert_error, eventually, expect_json, is_replay, python_verdict,
+    request_id, spawn_app, spawn_app_with,
 };
 
 const AUDIT: &str = "/api/audit";
@@ -29,7 +28,6 @@ const ADMIN_TOKEN: &str = "audit-admin-token-3e8b1f6d2c9a4e7b";
 const SERVICE: &str = "service:sofiia-console";
 const ANONYMOUS: &str = "anonymous:-";
 const LOCALHOST: &str = "127.0.0.1";
-const VERIFIER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/verify_audit_export.py");
 /// seq → versioned postcard envelope of the event.
 const AUDIT_TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
@@ -924,26 +922,6 @@ async fn filtered_pages_hold_exactly_the_matching_events_once_each() {
 }
 
 // ---- the independent verifier ----
-
-/// Runs `ops/verify_audit_export.py` on `export`; returns its exit code and its JSON verdict.
-async fn python_verdict(dir: &Path, name: &str, export: &str) -> (i32, Value) {
-    let path = dir.join(name);
-    std::fs::write(&path, export).expect("write the export");
-    let output = Command::new("python3")
-        .arg(VERIFIER)
-        .arg(&path)
-        .output()
-        .await
-        .expect("failed to run python3");
-    let verdict = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "the verifier printed no JSON ({e}): {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output.status.code().expect("exit code"), verdict)
-}
 
 #[tokio::test]
 async fn python_verifier_accepts_exports_and_rejects_tampered_ones() {

@@ -58,16 +58,7 @@ impl StoppedApp {
     /// Runs the data command `ARGS --data-dir DATA_DIR --config /dev/null` directly on the
     /// stopped server's database file and returns its output.
     pub async fn run_cli(&self, args: &[&str]) -> Output {
-        let mut command = server_command(self.root.path(), &[]);
-        command
-            .args(args)
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args(["--config", "/dev/null"]);
-        tokio::time::timeout(EXIT_TIMEOUT, command.output())
-            .await
-            .unwrap_or_else(|_| panic!("sofiia-console {args:?} ran longer than {EXIT_TIMEOUT:?}"))
-            .expect("failed to run sofiia-console")
+        run_cli(self.root.path(), args).await
     }
 }
 
@@ -169,16 +160,7 @@ impl TestApp {
     /// Runs the command `ARGS --data-dir DATA_DIR --config /dev/null` beside this running server
     /// (a data command reaches it with `--url`, `self.address`) and returns its output.
     pub async fn run_cli(&self, args: &[&str]) -> Output {
-        let mut command = server_command(self.root.path(), &[]);
-        command
-            .args(args)
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args(["--config", "/dev/null"]);
-        tokio::time::timeout(EXIT_TIMEOUT, command.output())
-            .await
-            .unwrap_or_else(|_| panic!("sofiia-console {args:?} ran longer than {EXIT_TIMEOUT:?}"))
-            .expect("failed to run sofiia-console")
+        run_cli(self.root.path(), args).await
     }
 
     /// Deletes the configuration file, so the next restart runs on the defaults.
@@ -537,6 +519,42 @@ fn half_a_day_from_now() -> String {
         .as_secs();
     let minute_of_day = (now_s / 60 + 12 * 60) % (24 * 60);
     format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60)
+}
+
+/// Runs `sofiia-console ARGS --data-dir DATA_DIR --config /dev/null` for the data dir in `root`.
+async fn run_cli(root: &Path, args: &[&str]) -> Output {
+    let mut command = server_command(root, &[]);
+    command
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir_in(root))
+        .args(["--config", "/dev/null"]);
+    tokio::time::timeout(EXIT_TIMEOUT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("sofiia-console {args:?} ran longer than {EXIT_TIMEOUT:?}"))
+        .expect("failed to run sofiia-console")
+}
+
+/// Runs `ops/verify_audit_export.py` on `export` (written to `dir/name`); returns its exit code
+/// and its JSON verdict.
+pub async fn python_verdict(dir: &Path, name: &str, export: &str) -> (i32, Value) {
+    let path = dir.join(name);
+    std::fs::write(&path, export).expect("write the export");
+    let verifier = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/verify_audit_export.py");
+    let output = Command::new("python3")
+        .arg(verifier)
+        .arg(&path)
+        .output()
+        .await
+        .expect("failed to run python3");
+    let verdict = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the verifier printed no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().expect("exit code"), verdict)
 }
 
 /// Reads log lines until EOF so the pipe never fills; reports the `listening` address once.

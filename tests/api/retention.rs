@@ -2,14 +2,13 @@
 //! injected clock: written at `T0`, judged at `T1`, a hundred days later.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 use crate::helpers::{
-    IDEMPOTENCY_REPLAYED, StoppedApp, TestApp, eventually, expect_json, send, spawn_app_with,
+    IDEMPOTENCY_REPLAYED, StoppedApp, TestApp, eventually, expect_json, python_verdict, send,
+    spawn_app_with,
 };
 
 const DAY: u64 = 24 * 60 * 60 * 1000;
@@ -18,7 +17,6 @@ const T0: u64 = 1_800_000_000_000 - 1_800_000_000_000 % DAY + 10 * 60 * 60 * 100
 const T1: u64 = T0 + 100 * DAY;
 const AUDIT_CUTOFF: u64 = T1 - 90 * DAY;
 const RUN: &str = "/api/admin/retention/run";
-const VERIFIER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/verify_audit_export.py");
 
 fn frozen_at(ms: u64) -> Vec<(&'static str, String)> {
     vec![("SOFIIA_FROZEN_CLOCK_MS", ms.to_string())]
@@ -183,19 +181,6 @@ async fn table_rows(stopped: &StoppedApp) -> BTreeMap<String, u64> {
     serde_json::from_value(stats["rows"].clone()).expect("rows per table")
 }
 
-async fn python_verdict(dir: &Path, export: &str) -> (i32, Value) {
-    let path = dir.join("export.ndjson");
-    std::fs::write(&path, export).expect("write the export");
-    let output = Command::new("python3")
-        .arg(VERIFIER)
-        .arg(&path)
-        .output()
-        .await
-        .expect("run python3");
-    let verdict = serde_json::from_slice(&output.stdout).expect("the verifier prints JSON");
-    (output.status.code().expect("exit code"), verdict)
-}
-
 #[tokio::test]
 async fn dry_run_reports_exact_counts_per_class_and_deletes_nothing() {
     let (stopped, aged) = age_data(&[]).await;
@@ -321,16 +306,16 @@ async fn a_run_deletes_exactly_the_aged_rows_and_the_chain_still_proves_itself()
         serde_json::from_str(exported.lines().next().expect("a line")).expect("JSON");
     assert_eq!(first_line["checkpoint"]["seq"], last_old, "{first_line}");
     let dir = tempfile::tempdir().expect("temp dir");
-    let (code, verdict) = python_verdict(dir.path(), &exported).await;
+    let (code, verdict) = python_verdict(dir.path(), "export.ndjson", &exported).await;
     assert_eq!(code, 0, "{verdict}");
     assert_eq!(verdict["checked_from_seq"], last_old + 1);
     let tampered = exported.replacen("\"chat.send\"", "\"chat.update\"", 1);
     assert_ne!(tampered, exported);
-    let (code, verdict) = python_verdict(dir.path(), &tampered).await;
+    let (code, verdict) = python_verdict(dir.path(), "export.ndjson", &tampered).await;
     assert_eq!(code, 1, "a tampered export passed: {verdict}");
     let cut = exported.lines().skip(2).collect::<Vec<_>>().join("\n");
     let with_checkpoint = format!("{}\n{cut}", exported.lines().next().expect("checkpoint"));
-    let (code, _) = python_verdict(dir.path(), &with_checkpoint).await;
+    let (code, _) = python_verdict(dir.path(), "export.ndjson", &with_checkpoint).await;
     assert_eq!(
         code, 1,
         "an export missing the event after its checkpoint passed"
