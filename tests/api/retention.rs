@@ -360,6 +360,21 @@ async fn a_run_deletes_exactly_the_aged_rows_and_the_chain_still_proves_itself()
     let runs = app.page("/api/admin/retention/runs", &[]).await;
     assert_eq!(runs.items.len(), 1);
     assert_eq!(runs.items[0]["trigger"], "api");
+    let metrics = app.metrics().await;
+    for line in [
+        "sofiia_retention_runs_total{status=\"ok\"} 1".to_owned(),
+        format!(
+            "sofiia_retention_deleted_total{{class=\"audit\"}} {}",
+            old.len()
+        ),
+        "sofiia_retention_deleted_total{class=\"idempotency\"} 3".to_owned(),
+        format!(
+            "sofiia_retention_last_success_timestamp_seconds {}",
+            T1 / 1000
+        ),
+    ] {
+        assert!(metrics.contains(&line), "no {line:?} in\n{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -676,4 +691,44 @@ async fn the_cli_runs_retention_through_the_service_or_on_the_stopped_file() {
     assert_eq!(stats["rows"]["retention_runs"], 3);
     assert!(stats["file_bytes"].as_u64().expect("size") > 0);
     assert!(stats["reclaimable_bytes"].is_u64());
+}
+
+#[tokio::test]
+async fn a_shutdown_stops_a_run_between_batches_and_records_how_far_it_got() {
+    let stopped = age_audit_reads(2_000).await;
+    let slow = [
+        ("SOFIIA_FROZEN_CLOCK_MS", T1.to_string()),
+        ("SOFIIA_RETENTION__BATCH_SIZE", "50".to_owned()),
+        ("SOFIIA_RETENTION__MAX_ROWS_PER_SECOND", "500".to_owned()),
+    ];
+    let app = stopped.start(&refs(&slow)).await;
+    let started = expect_json(
+        app.post_json(RUN, &app.admin_key, &json!({"dry_run": false}))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let path = format!("/api/admin/retention/runs/{}", started["id"]);
+    eventually("a first batch to commit", async || {
+        let run = expect_json(app.get(&path, &app.admin_key).await, StatusCode::OK).await;
+        (run["per_class"]["audit"]["deleted"].as_u64() > Some(0)).then_some(())
+    })
+    .await;
+
+    let app = app.restart(&refs(&frozen_at(T1))).await;
+
+    let cancelled = expect_json(app.get(&path, &app.admin_key).await, StatusCode::OK).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    let deleted = cancelled["per_class"]["audit"]["deleted"]
+        .as_u64()
+        .expect("count");
+    assert!(deleted > 0 && deleted < 2_000, "{cancelled}");
+    assert_eq!(deleted % 50, 0, "whole batches only: {cancelled}");
+    let verified = expect_json(
+        app.get("/api/audit/verify", &app.admin_key).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(verified["valid"], true, "{verified}");
+    assert_eq!(verified["checked_from_seq"], deleted + 1);
 }
