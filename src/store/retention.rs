@@ -13,6 +13,8 @@
 
 use std::collections::BTreeMap;
 
+use std::ops::Bound::{Excluded, Unbounded};
+
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use super::audit::{self, AUDIT_CHECKPOINT_KEY, Checkpoint};
@@ -502,8 +504,8 @@ fn expired_records(
     let end = (cutoffs.idempotency_expired_by_ms.saturating_add(1), "", "");
     let rows = match resume {
         Resume::Expiry(at, scope, key) => expiry.range::<(u64, &str, &str)>((
-            std::ops::Bound::Excluded((*at, scope.as_str(), key.as_str())),
-            std::ops::Bound::Excluded(end),
+            Excluded((*at, scope.as_str(), key.as_str())),
+            Excluded(end),
         ))?,
         _ => expiry.range::<(u64, &str, &str)>(..end)?,
     };
@@ -539,10 +541,7 @@ fn old_messages(
     };
     let ids = match resume {
         Resume::ChatFrom(id) => chats.range::<&str>(id.as_str()..)?,
-        Resume::ChatAfter(id) => chats.range::<&str>((
-            std::ops::Bound::Excluded(id.as_str()),
-            std::ops::Bound::Unbounded,
-        ))?,
+        Resume::ChatAfter(id) => chats.range::<&str>((Excluded(id.as_str()), Unbounded))?,
         _ => chats.iter()?,
     };
     let mut found = Vec::new();
@@ -569,6 +568,41 @@ fn old_messages(
     Ok(Found { rows: found, next })
 }
 
+/// One look through a small table that has no index by age: up to `limit` rows in key order
+/// after `after`, each judged by `judge` — whether it is eligible (and its timestamp), and the
+/// position to resume after it. The next look starts after the last row examined.
+fn look_through<'a, K, V, R>(
+    table: &impl ReadableTable<K, V>,
+    after: Option<K::SelfType<'a>>,
+    limit: usize,
+    mut judge: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> Result<Judged<R>, StoreError>,
+) -> Result<Found<R>, StoreError>
+where
+    K: redb::Key + 'static,
+    V: redb::Value + 'static,
+{
+    let rows = match after {
+        Some(after) => table.range::<K::SelfType<'a>>((Excluded(after), Unbounded))?,
+        None => table.range::<K::SelfType<'a>>(..)?,
+    };
+    let (mut found, mut examined, mut last) = (Vec::new(), 0, None);
+    for row in rows.take(limit) {
+        let (key, value) = row?;
+        let judged = judge(key.value(), value.value())?;
+        found.extend(judged.eligible);
+        examined += 1;
+        last = Some(judged.resume);
+    }
+    let next = last.filter(|_| examined == limit);
+    Ok(Found { rows: found, next })
+}
+
+/// A row judged by a look: `(what to delete, its timestamp)` when eligible, and where to resume.
+struct Judged<R> {
+    eligible: Option<(R, u64)>,
+    resume: Resume,
+}
+
 /// Sessions past their end (idle, or absolute) by the cutoff's `now`.
 fn ended_sessions(
     sessions: &impl ReadableTable<&'static [u8], &'static [u8]>,
@@ -576,32 +610,21 @@ fn ended_sessions(
     resume: &Resume,
     limit: usize,
 ) -> Result<Found<TokenHash>, StoreError> {
-    let rows = match resume {
-        Resume::Session(hash) => sessions.range::<&[u8]>((
-            std::ops::Bound::Excluded(hash.as_slice()),
-            std::ops::Bound::Unbounded,
-        ))?,
-        _ => sessions.iter()?,
+    let after = match resume {
+        Resume::Session(hash) => Some(hash.as_slice()),
+        _ => None,
     };
-    let mut found = Vec::new();
-    let mut examined = 0;
-    let mut last = None;
-    for row in rows.take(limit) {
-        let (hash, raw) = row?;
+    look_through(sessions, after, limit, |hash, raw| {
         let hash: TokenHash = hash
-            .value()
             .try_into()
             .map_err(|_| StoreError::Corrupt("session key is not a hash".into()))?;
-        let session: Session = codec::decode(raw.value())?;
+        let session: Session = codec::decode(raw)?;
         let ends_ms = session.ends_ms(cutoffs.session_idle_ms);
-        if ends_ms <= cutoffs.now_ms {
-            found.push((hash, ends_ms));
-        }
-        examined += 1;
-        last = Some(hash);
-    }
-    let next = last.filter(|_| examined == limit).map(Resume::Session);
-    Ok(Found { rows: found, next })
+        Ok(Judged {
+            eligible: (ends_ms <= cutoffs.now_ms).then_some((hash, ends_ms)),
+            resume: Resume::Session(hash),
+        })
+    })
 }
 
 type WindowKey = (Scope, String);
@@ -614,32 +637,19 @@ fn idle_windows(
     resume: &Resume,
     limit: usize,
 ) -> Result<Found<WindowKey>, StoreError> {
-    let rows = match resume {
-        Resume::Window(scope, key) => windows.range::<(&str, &str)>((
-            std::ops::Bound::Excluded((scope.as_str(), key.as_str())),
-            std::ops::Bound::Unbounded,
-        ))?,
-        _ => windows.iter()?,
+    let after = match resume {
+        Resume::Window(scope, key) => Some((scope.as_str(), key.as_str())),
+        _ => None,
     };
-    let mut found = Vec::new();
-    let mut examined = 0;
-    let mut last = None;
-    for row in rows.take(limit) {
-        let (key, tat) = row?;
-        let (scope, metered) = key.value();
+    look_through(windows, after, limit, |(scope, key), tat| {
         let scope = Scope::parse(scope)
             .ok_or_else(|| StoreError::Corrupt(format!("rate window of unknown scope {scope}")))?;
-        let tat = tat.value();
-        if tat <= cutoffs.rate_window_idle_by_ms {
-            found.push(((scope, metered.to_owned()), tat));
-        }
-        examined += 1;
-        last = Some((scope, metered.to_owned()));
-    }
-    let next = last
-        .filter(|_| examined == limit)
-        .map(|(scope, key)| Resume::Window(scope, key));
-    Ok(Found { rows: found, next })
+        Ok(Judged {
+            eligible: (tat <= cutoffs.rate_window_idle_by_ms)
+                .then(|| ((scope, key.to_owned()), tat)),
+            resume: Resume::Window(scope, key.to_owned()),
+        })
+    })
 }
 
 /// Lockouts that have ended.
@@ -649,27 +659,16 @@ fn ended_lockouts(
     resume: &Resume,
     limit: usize,
 ) -> Result<Found<String>, StoreError> {
-    let rows = match resume {
-        Resume::Lockout(address) => lockouts.range::<&str>((
-            std::ops::Bound::Excluded(address.as_str()),
-            std::ops::Bound::Unbounded,
-        ))?,
-        _ => lockouts.iter()?,
+    let after = match resume {
+        Resume::Lockout(address) => Some(address.as_str()),
+        _ => None,
     };
-    let mut found = Vec::new();
-    let mut examined = 0;
-    let mut last = None;
-    for row in rows.take(limit) {
-        let (address, until) = row?;
-        let address = address.value().to_owned();
-        if until.value() <= cutoffs.lockout_ended_by_ms {
-            found.push((address.clone(), until.value()));
-        }
-        examined += 1;
-        last = Some(address);
-    }
-    let next = last.filter(|_| examined == limit).map(Resume::Lockout);
-    Ok(Found { rows: found, next })
+    look_through(lockouts, after, limit, |address, until| {
+        Ok(Judged {
+            eligible: (until <= cutoffs.lockout_ended_by_ms).then(|| (address.to_owned(), until)),
+            resume: Resume::Lockout(address.to_owned()),
+        })
+    })
 }
 
 /// Job log entries beyond the newest `runs_kept`, oldest first.
@@ -699,4 +698,64 @@ fn surplus_runs(
     }
     let next = (found.len() == limit).then(|| Resume::Run(found.last().map_or(0, |(id, _)| *id)));
     Ok(Found { rows: found, next })
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::backends::InMemoryBackend;
+    use redb::{Database, ReadableDatabase};
+
+    use super::*;
+    use crate::domain::retention::Keep;
+
+    fn cutoffs(now_ms: u64) -> Cutoffs {
+        Keep {
+            audit_days: 90,
+            idempotency_hours: 24,
+            idempotency_ttl_hours: 24,
+            messages_days: 0,
+            session_idle_minutes: 30,
+            rate_window_idle_hours: 24,
+            runs_kept: 1000,
+        }
+        .cutoffs(now_ms)
+    }
+
+    /// A look in small steps visits every row once and finds exactly the eligible ones.
+    #[test]
+    fn looks_resume_after_the_last_row_examined() {
+        let db = Database::builder()
+            .create_with_backend(InMemoryBackend::new())
+            .expect("in-memory database");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut table = txn.open_table(LOCKOUTS).expect("table");
+            for n in 0..7u64 {
+                // Even addresses ended at 100; odd ones last until 1000.
+                let until = if n % 2 == 0 { 100 } else { 1000 };
+                table
+                    .insert(format!("10.0.0.{n}").as_str(), until)
+                    .expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+        let read = db.begin_read().expect("read");
+        let table = read.open_table(LOCKOUTS).expect("table");
+
+        let mut resume = Resume::Start;
+        let mut found = Vec::new();
+        let mut looks = 0;
+        loop {
+            let look = ended_lockouts(&table, &cutoffs(500), &resume, 3).expect("look");
+            found.extend(look.rows.into_iter().map(|(address, _)| address));
+            looks += 1;
+            match look.next {
+                Some(next) => resume = next,
+                None => break,
+            }
+        }
+
+        assert_eq!(found, ["10.0.0.0", "10.0.0.2", "10.0.0.4", "10.0.0.6"]);
+        assert_eq!(looks, 3, "7 rows in looks of 3");
+    }
 }
