@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -28,7 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Drive one kind of request against a running service and print a JSON summary.
+    /// Drive one kind of request against a running service and print a JSON summary. SIGTERM
+    /// ends the run before its time (the requests in flight finish) and still prints it, so a
+    /// round can last exactly as long as something else happening meanwhile.
     Load {
         #[arg(long)]
         url: String,
@@ -38,6 +40,7 @@ enum Command {
         mode: Mode,
         #[arg(long, default_value_t = 64)]
         connections: usize,
+        /// The longest the run lasts.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
         /// Requests per second across all connections (0 = as fast as possible).
@@ -81,6 +84,10 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
+        /// Date the events at least this many days back, so that retention keeping fewer days
+        /// finds them all expired. 0: the last `events` milliseconds before now.
+        #[arg(long, default_value_t = 0)]
+        age_days: u64,
     },
 }
 
@@ -123,7 +130,11 @@ async fn main() -> Result<(), String> {
             )
             .await
         }
-        Command::SeedAudit { data_dir, events } => seed_audit(&data_dir, events).await,
+        Command::SeedAudit {
+            data_dir,
+            events,
+            age_days,
+        } => seed_audit(&data_dir, events, age_days).await,
         Command::StoreSends {
             dir,
             tasks,
@@ -190,26 +201,40 @@ async fn load(
     prepare(&target, &client, run).await?;
     let counter = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    let stopped = Arc::new(AtomicBool::new(false));
+    tokio::spawn({
+        let stopped = stopped.clone();
+        async move {
+            terminate.recv().await;
+            stopped.store(true, Ordering::Relaxed);
+        }
+    });
     let started = Instant::now();
     let deadline = started + duration;
     let interval = (rate > 0).then(|| Duration::from_secs_f64(connections as f64 / rate as f64));
     let mut workers = Vec::with_capacity(connections);
     for worker in 0..connections {
-        let (target, client, counter, errors) = (
+        let (target, client, counter, errors, stopped) = (
             target.clone(),
             client.clone(),
             counter.clone(),
             errors.clone(),
+            stopped.clone(),
         );
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             // Paced workers start staggered, so the load arrives evenly, not in waves.
             let mut next = Instant::now()
                 + interval.map_or(Duration::ZERO, |i| i * worker as u32 / connections as u32);
-            while Instant::now() < deadline {
+            while Instant::now() < deadline && !stopped.load(Ordering::Relaxed) {
                 if let Some(interval) = interval {
                     tokio::time::sleep_until(next.into()).await;
                     next += interval;
+                    if stopped.load(Ordering::Relaxed) {
+                        break;
+                    }
                 }
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let sent = Instant::now();
@@ -335,8 +360,9 @@ async fn prepare(target: &Workload, client: &reqwest::Client, run: u128) -> Resu
 }
 
 /// Appends `events` audit events in transactions of 10 000, spread over 100 actors, 1 000
-/// targets and the chat actions, as a busy installation would have them.
-async fn seed_audit(data_dir: &std::path::Path, events: u64) -> Result<(), String> {
+/// targets and the chat actions, as a busy installation would have them: one a millisecond,
+/// the last `age_days` days and one millisecond before now.
+async fn seed_audit(data_dir: &std::path::Path, events: u64, age_days: u64) -> Result<(), String> {
     let (store, writer) = Store::open(&data_dir.join("sofiia.redb")).map_err(|e| e.to_string())?;
     let actions = [
         Action::ChatSend,
@@ -348,6 +374,24 @@ async fn seed_audit(data_dir: &std::path::Path, events: u64) -> Result<(), Strin
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?
         .as_millis() as u64;
+    let first_ms = now
+        .checked_sub(age_days * 86_400_000 + events)
+        .ok_or("the events would predate 1970")?;
+    // The chain's clock never runs backwards: an event dated before the newest stored one is
+    // stored at that one's time, so aged events seeded after newer ones would not be aged.
+    // (Unaged events are appended behind a service's own events as they always were.)
+    if age_days > 0
+        && let Some(newest) = store
+            .audit_page(Default::default(), None, 1)
+            .map_err(|e| e.to_string())?
+            .first()
+        && newest.ts_ms > first_ms
+    {
+        return Err(format!(
+            "the trail already holds an event of {} ms, later than the first seeded one ({first_ms} ms); seed into a fresh data dir, oldest events first",
+            newest.ts_ms
+        ));
+    }
     let mut written = 0;
     while written < events {
         let batch: Vec<_> = (written..(written + 10_000).min(events))
@@ -362,7 +406,7 @@ async fn seed_audit(data_dir: &std::path::Path, events: u64) -> Result<(), Strin
                     client_ip: Some("10.0.0.1".into()),
                 };
                 ctx.draft(
-                    now - events + n,
+                    first_ms + n,
                     actions[(n % 4) as usize],
                     Target::new("chat", &format!("chat-{}", n % 1000)),
                     Outcome::Ok,
