@@ -369,6 +369,7 @@ impl Console {
     /// compaction failed (logged; the run's deletions stand).
     async fn compact_if_worthwhile(&self, run_id: u64) -> Option<(bool, u64)> {
         let threshold = self.retention.settings.compact_min_reclaimable_bytes;
+        let sizing = std::time::Instant::now();
         let reclaimable = match self.store.reclaimable_bytes().await {
             Ok(bytes) => bytes,
             Err(error) => {
@@ -376,12 +377,15 @@ impl Console {
                 return None;
             }
         };
+        // Sizing walks every page on the writer thread: writes wait for it too.
+        let sizing_ms = sizing.elapsed().as_millis() as u64;
         if reclaimable < threshold {
             tracing::info!(
                 event = "compaction_skipped",
                 run_id,
                 reclaimable,
                 threshold,
+                sizing_ms,
                 "not enough to reclaim"
             );
             return Some((false, 0));
@@ -395,6 +399,8 @@ impl Console {
                     event = "compacted",
                     run_id,
                     pause_ms,
+                    sizing_ms,
+                    reclaimable,
                     db_bytes_before = before,
                     db_bytes_after = self.store.file_bytes(),
                     "database compacted"
