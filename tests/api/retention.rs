@@ -7,8 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    IDEMPOTENCY_REPLAYED, StoppedApp, TestApp, eventually, expect_json, python_verdict, send,
-    spawn_app_with,
+    IDEMPOTENCY_REPLAYED, StoppedApp, TestApp, assert_error, eventually, expect_json,
+    python_verdict, send, spawn_app_with,
 };
 
 const DAY: u64 = 24 * 60 * 60 * 1000;
@@ -694,7 +694,7 @@ async fn the_cli_runs_retention_through_the_service_or_on_the_stopped_file() {
 }
 
 #[tokio::test]
-async fn a_shutdown_stops_a_run_between_batches_and_records_how_far_it_got() {
+async fn one_run_at_a_time_and_a_shutdown_stops_it_between_batches() {
     let stopped = age_audit_reads(2_000).await;
     let slow = [
         ("SOFIIA_FROZEN_CLOCK_MS", T1.to_string()),
@@ -714,6 +714,10 @@ async fn a_shutdown_stops_a_run_between_batches_and_records_how_far_it_got() {
         (run["per_class"]["audit"]["deleted"].as_u64() > Some(0)).then_some(())
     })
     .await;
+    let second = app
+        .post_json(RUN, &app.admin_key, &json!({"dry_run": false}))
+        .await;
+    assert_error(second, StatusCode::CONFLICT, "conflict").await;
 
     let app = app.restart(&refs(&frozen_at(T1))).await;
 
@@ -731,4 +735,46 @@ async fn a_shutdown_stops_a_run_between_batches_and_records_how_far_it_got() {
     .await;
     assert_eq!(verified["valid"], true, "{verified}");
     assert_eq!(verified["checked_from_seq"], deleted + 1);
+}
+
+#[tokio::test]
+async fn bad_retention_requests_get_clear_errors() {
+    let app = spawn_app_with(&[]).await;
+    let key = app.admin_key.clone();
+    for (body, status, code) in [
+        (
+            json!({"dry_run": "yes"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json!({"dry_run": true, "purge": true}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json!([true]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+    ] {
+        assert_error(app.post_json(RUN, &key, &body).await, status, code).await;
+    }
+    let garbage = app
+        .get_with_query("/api/admin/retention/runs", &key, &[("cursor", "nonsense")])
+        .await;
+    assert_error(garbage, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let too_many = app
+        .get_with_query("/api/admin/retention/runs", &key, &[("limit", "500")])
+        .await;
+    assert_error(too_many, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let missing = app.get("/api/admin/retention/runs/77", &key).await;
+    assert_error(missing, StatusCode::NOT_FOUND, "not_found").await;
+    let not_a_number = app.get("/api/admin/retention/runs/seven", &key).await;
+    assert_error(not_a_number, StatusCode::NOT_FOUND, "not_found").await;
+    let operator = app.create_api_key("operator").await;
+    let refused = app
+        .post_json(RUN, &operator.secret, &json!({"dry_run": true}))
+        .await;
+    assert_error(refused, StatusCode::FORBIDDEN, "forbidden").await;
 }
