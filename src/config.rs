@@ -220,8 +220,11 @@ pub struct RetentionConfig {
     pub max_rows_per_second: u64,
     /// Whether a run compacts the file afterwards (when it is worth it).
     pub compact: bool,
-    /// Compaction runs only when at least this much could be given back.
+    /// Compaction runs only when at least this much could be given back…
     pub compact_min_reclaimable_mib: u64,
+    /// …and at least this share of the file: compaction holds every request back while it
+    /// runs (seconds on a large file), which a small gain does not justify.
+    pub compact_min_reclaimable_percent: u64,
 }
 
 impl Default for RetentionConfig {
@@ -237,6 +240,7 @@ impl Default for RetentionConfig {
             max_rows_per_second: 200_000,
             compact: true,
             compact_min_reclaimable_mib: 64,
+            compact_min_reclaimable_percent: 25,
         }
     }
 }
@@ -483,6 +487,12 @@ impl Config {
             retention.compact_min_reclaimable_mib,
             0,
             1_048_576,
+        )?;
+        self.within(
+            "retention.compact_min_reclaimable_percent",
+            retention.compact_min_reclaimable_percent,
+            0,
+            100,
         )
     }
 

@@ -218,7 +218,7 @@ STARTUP_1G=$(json "$("$BENCH" startup --bin "$BIN" --data-dir "$WORK/big" --port
 echo "== retention with compaction on the 1 GB file"
 # The default 90 days expire the 100-day-old events; compaction is asked for and made to happen
 # whatever it would give back. Nothing else runs: the pause is the compaction's own.
-SOFIIA_RETENTION__COMPACT_MIN_RECLAIMABLE_MIB=0 start "$WORK/big"
+SOFIIA_RETENTION__COMPACT_MIN_RECLAIMABLE_MIB=0 SOFIIA_RETENTION__COMPACT_MIN_RECLAIMABLE_PERCENT=0 start "$WORK/big"
 RUN_ID=$(retention_run true)
 COMPACT_RUN=$(await_run "$RUN_ID")
 stop

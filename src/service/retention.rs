@@ -36,6 +36,7 @@ pub struct RetentionSettings {
     pub max_rows_per_second: u64,
     pub compact: bool,
     pub compact_min_reclaimable_bytes: u64,
+    pub compact_min_reclaimable_percent: u64,
 }
 
 impl RetentionSettings {
@@ -57,6 +58,7 @@ impl RetentionSettings {
             max_rows_per_second: retention.max_rows_per_second,
             compact: retention.compact,
             compact_min_reclaimable_bytes: retention.compact_min_reclaimable_mib * 1024 * 1024,
+            compact_min_reclaimable_percent: retention.compact_min_reclaimable_percent,
         }
     }
 }
@@ -365,10 +367,13 @@ impl Console {
         Ok(RunStatus::Ok)
     }
 
-    /// Compacts when enough could be given back; `(compacted, pause_ms)`, or `None` when
+    /// Compacts when enough could be given back — `retention.compact_min_reclaimable_mib`, and
+    /// `retention.compact_min_reclaimable_percent` of the file; `(compacted, pause_ms)`, or `None` when
     /// compaction failed (logged; the run's deletions stand).
     async fn compact_if_worthwhile(&self, run_id: u64) -> Option<(bool, u64)> {
-        let threshold = self.retention.settings.compact_min_reclaimable_bytes;
+        let settings = &self.retention.settings;
+        let share = self.store.file_bytes() / 100 * settings.compact_min_reclaimable_percent;
+        let threshold = settings.compact_min_reclaimable_bytes.max(share);
         let sizing = std::time::Instant::now();
         let reclaimable = match self.store.reclaimable_bytes().await {
             Ok(bytes) => bytes,
