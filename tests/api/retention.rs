@@ -244,7 +244,7 @@ async fn dry_run_reports_exact_counts_per_class_and_deletes_nothing() {
         match table.as_str() {
             // Appended since: service.start, two dry runs, one audit read, service.stop.
             "audit" => assert_eq!(after[table], rows + 5, "audit rows"),
-            "audit_by_actor" | "audit_by_action" | "audit_by_target" => {
+            "audit_actor_index" | "audit_action_index" | "audit_target_index" => {
                 assert_eq!(after[table], rows + 5, "{table}")
             }
             "retention_runs" => assert_eq!(after[table], rows + 2),
