@@ -169,23 +169,23 @@ pub(super) fn rebuild_indexes(txn: &WriteTransaction) -> Result<(), StoreError> 
 /// Removes up to `limit` of the oldest events with `ts_ms < before_ms`, each with all its index
 /// entries, and moves the checkpoint to the last one removed — all in the caller's transaction,
 /// so no event ever lacks its index entries, no entry its event, and the checkpoint always names
-/// the event just before the first kept one. The chain head is never touched.
+/// the event just before the first kept one. The chain head is never touched. Also says whether
+/// old events remain.
 pub(super) fn prune(
     t: &mut WriteTables<'_>,
     before_ms: u64,
     limit: usize,
-) -> Result<Tally, StoreError> {
+) -> Result<(Tally, bool), StoreError> {
     let mut tally = Tally::default();
     let Some(first) = t.audit.first()?.map(|(seq, _)| seq.value()) else {
-        return Ok(tally);
+        return Ok((tally, false));
     };
     // A batch stays within one index bucket, so its index entries sit in a few leaves.
     let bucket_end = ((first >> AUDIT_BUCKET_BITS) + 1) << AUDIT_BUCKET_BITS;
-    let end = first_seq_at_or_after(&t.audit, before_ms)?
-        .min(first + limit as u64)
-        .min(bucket_end);
+    let old_end = first_seq_at_or_after(&t.audit, before_ms)?;
+    let end = old_end.min(first + limit as u64).min(bucket_end);
     if end <= first {
-        return Ok(tally);
+        return Ok((tally, false));
     }
     let mut removed = Vec::with_capacity((end - first) as usize);
     for row in t.audit.extract_from_if(first..end, |_, _| true)? {
@@ -211,7 +211,7 @@ pub(super) fn prune(
         };
         t.set_meta(AUDIT_CHECKPOINT_KEY, &checkpoint)?;
     }
-    Ok(tally)
+    Ok((tally, end < old_end))
 }
 
 /// What a dry run would remove: events with `ts_ms < before_ms`, found by binary search (the

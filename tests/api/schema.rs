@@ -93,7 +93,10 @@ async fn database_of_the_first_schema_is_migrated_forward() {
             "audit_outcome_index",
         ] {
             let bucketed: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new(name);
-            assert!(txn.delete_table(bucketed).expect("delete"), "{name} existed");
+            assert!(
+                txn.delete_table(bucketed).expect("delete"),
+                "{name} existed"
+            );
         }
         // The first schema's index, holding what the version-1 binary wrote for the events.
         let legacy: TableDefinition<(&str, u64), ()> = TableDefinition::new("audit_by_target");
@@ -107,13 +110,25 @@ async fn database_of_the_first_schema_is_migrated_forward() {
     let app = stopped.start(&[]).await;
 
     expect_json(app.get("/api/chats/kept", &key).await, StatusCode::OK).await;
-    let runs = expect_json(app.get("/api/admin/retention/runs", &key).await, StatusCode::OK).await;
+    let runs = expect_json(
+        app.get("/api/admin/retention/runs", &key).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(runs["items"], serde_json::json!([]));
     let found = app.page("/api/audit", &[("target", "chat:kept")]).await;
-    assert_eq!(found.items.len(), 1, "the rebuilt index finds the chat's event");
+    assert_eq!(
+        found.items.len(),
+        1,
+        "the rebuilt index finds the chat's event"
+    );
     assert_eq!(found.items[0]["action"], "chat.create");
     let by_action = app.page("/api/audit", &[("action", "service.start")]).await;
-    assert_eq!(by_action.items.len(), 2, "both starts, the first from the rebuilt index");
+    assert_eq!(
+        by_action.items.len(),
+        2,
+        "both starts, the first from the rebuilt index"
+    );
     let stopped = app.stop().await;
     let db = Database::open(&db_path).expect("reopen the database");
     assert_eq!(stored_schema_version(&db), CURRENT_SCHEMA_VERSION);
