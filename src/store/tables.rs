@@ -45,7 +45,7 @@ pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// consecutive events then sit together in a few leaves of each index — which is what a batch of
 /// sends inserts and what retention deletes — instead of one leaf per distinct value. A query
 /// walks a value's entries bucket by bucket (`audit::IndexWalk`).
-pub const AUDIT_BUCKET_BITS: u32 = 12;
+pub const AUDIT_BUCKET_BITS: u32 = 14;
 
 /// An audit index key: `(bucket, value, seq)`.
 pub type AuditIndexKey<'a> = (u64, &'a str, u64);

@@ -478,8 +478,8 @@ async fn age_audit_reads(reads: usize) -> StoppedApp {
 
 #[tokio::test]
 async fn a_prune_killed_midway_leaves_consistent_data_and_the_next_run_finishes_it() {
-    // More than one index bucket (4096 events), so runs cross a bucket boundary.
-    const READS: usize = 6_000;
+    // More than one audit index bucket (16 384 events), so the runs cross a bucket boundary.
+    const READS: usize = 17_000;
     let stopped = age_audit_reads(READS).await;
     let slow = [
         ("SOFIIA_FROZEN_CLOCK_MS", T1.to_string()),
