@@ -11,17 +11,20 @@
 
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
-use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata};
+use redb::{
+    ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::batch::{AUDIT_HEAD_KEY, WriteTables};
 use super::codec;
 use super::tables::{
-    AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET, META,
+    AUDIT, AUDIT_BUCKET_BITS, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET,
+    AUDIT_INDEXES, AuditIndexKey, META, audit_index_key,
 };
 use super::{Store, StoreError};
-use crate::domain::audit::{Draft, Event, Filter, GENESIS, Hash, Outcome};
+use crate::domain::audit::{Draft, Event, Filter, GENESIS, Hash, Outcome, Record};
 use crate::domain::retention::Tally;
 use crate::failpoints;
 
@@ -113,15 +116,15 @@ pub(super) fn append(t: &mut WriteTables<'_>, draft: Draft) -> Result<Event, Sto
     );
     t.audit
         .insert(event.seq, codec::encode(&event)?.as_slice())?;
-    let r = &event.record;
     let seq = event.seq;
-    t.audit_by_actor
-        .insert((r.actor.label().as_str(), seq), ())?;
-    t.audit_by_action.insert((r.action.as_str(), seq), ())?;
-    t.audit_by_target
-        .insert((r.target.label().as_str(), seq), ())?;
-    if r.outcome != Outcome::Ok {
-        t.audit_by_outcome.insert((r.outcome.as_str(), seq), ())?;
+    for (index, value) in t
+        .audit_indexes
+        .iter_mut()
+        .zip(indexed_values(&event.record))
+    {
+        if let Some(value) = value {
+            index.insert(audit_index_key(&value, seq), ())?;
+        }
     }
     let new_head = Head {
         seq,
@@ -132,34 +135,71 @@ pub(super) fn append(t: &mut WriteTables<'_>, draft: Draft) -> Result<Event, Sto
     Ok(event)
 }
 
+/// The value each audit index holds for `record`, in `AUDIT_INDEXES` order; `None` where it is
+/// not indexed (`ok` outcomes: nearly every event has one, and the events themselves answer it).
+fn indexed_values(record: &Record) -> [Option<String>; 4] {
+    [
+        Some(record.actor.label()),
+        Some(record.action.as_str().to_owned()),
+        Some(record.target.label()),
+        (record.outcome != Outcome::Ok).then(|| record.outcome.as_str().to_owned()),
+    ]
+}
+
+/// Builds the indexes of every stored event afresh (the migration to bucketed index keys).
+pub(super) fn rebuild_indexes(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let events = txn.open_table(AUDIT)?;
+    let mut indexes = [
+        txn.open_table(AUDIT_INDEXES[0])?,
+        txn.open_table(AUDIT_INDEXES[1])?,
+        txn.open_table(AUDIT_INDEXES[2])?,
+        txn.open_table(AUDIT_INDEXES[3])?,
+    ];
+    for row in events.iter()? {
+        let event: Event = codec::decode(row?.1.value())?;
+        for (index, value) in indexes.iter_mut().zip(indexed_values(&event.record)) {
+            if let Some(value) = value {
+                index.insert(audit_index_key(&value, event.seq), ())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Removes up to `limit` of the oldest events with `ts_ms < before_ms`, each with all its index
 /// entries, and moves the checkpoint to the last one removed — all in the caller's transaction,
 /// so no event ever lacks its index entries, no entry its event, and the checkpoint always names
-/// the event just before the first kept one. The chain head is never touched.
+/// the event just before the first kept one. The chain head is never touched. Also says whether
+/// old events remain.
 pub(super) fn prune(
     t: &mut WriteTables<'_>,
     before_ms: u64,
     limit: usize,
-) -> Result<Tally, StoreError> {
+) -> Result<(Tally, bool), StoreError> {
     let mut tally = Tally::default();
     let Some(first) = t.audit.first()?.map(|(seq, _)| seq.value()) else {
-        return Ok(tally);
+        return Ok((tally, false));
     };
-    let end = first_seq_at_or_after(&t.audit, before_ms)?.min(first + limit as u64);
+    // A batch stays within one index bucket, so its index entries sit in a few leaves.
+    let bucket_end = ((first >> AUDIT_BUCKET_BITS) + 1) << AUDIT_BUCKET_BITS;
+    let old_end = first_seq_at_or_after(&t.audit, before_ms)?;
+    let end = old_end.min(first + limit as u64).min(bucket_end);
     if end <= first {
-        return Ok(tally);
+        return Ok((tally, false));
     }
     let mut removed = Vec::with_capacity((end - first) as usize);
     for row in t.audit.extract_from_if(first..end, |_, _| true)? {
         removed.push(codec::decode::<Event>(row?.1.value())?);
     }
     for event in &removed {
-        let (r, seq) = (&event.record, event.seq);
-        t.audit_by_actor.remove((r.actor.label().as_str(), seq))?;
-        t.audit_by_action.remove((r.action.as_str(), seq))?;
-        t.audit_by_target.remove((r.target.label().as_str(), seq))?;
-        if r.outcome != Outcome::Ok {
-            t.audit_by_outcome.remove((r.outcome.as_str(), seq))?;
+        for (index, value) in t
+            .audit_indexes
+            .iter_mut()
+            .zip(indexed_values(&event.record))
+        {
+            if let Some(value) = value {
+                index.remove(audit_index_key(&value, event.seq))?;
+            }
         }
         tally.count(event.ts_ms);
     }
@@ -171,7 +211,7 @@ pub(super) fn prune(
         };
         t.set_meta(AUDIT_CHECKPOINT_KEY, &checkpoint)?;
     }
-    Ok(tally)
+    Ok((tally, end < old_end))
 }
 
 /// What a dry run would remove: events with `ts_ms < before_ms`, found by binary search (the
@@ -341,6 +381,9 @@ fn page(
     if let Some(before) = before_seq {
         high = tighter_upper(high, before);
     }
+    let Some(span) = SeqSpan::within(&events, low, high)? else {
+        return Ok(Vec::new());
+    };
     // Walk the smallest of the given indexes and check the others by point lookups, so only
     // matching events are decoded.
     let mut indexes = Vec::with_capacity(4);
@@ -365,13 +408,13 @@ fn page(
         }
     }
     if indexes.len() > 1 {
-        let smallest = smallest_index(&indexes, low, high)?;
+        let smallest = smallest_index(&indexes, span)?;
         indexes.swap(0, smallest);
     }
     let mut found = Vec::with_capacity(limit);
     let mut consider = |seq: u64| -> Result<bool, StoreError> {
         for (index, value) in indexes.iter().skip(1) {
-            if index.get((value.as_str(), seq))?.is_none() {
+            if index.get(audit_index_key(value, seq))?.is_none() {
                 return Ok(true);
             }
         }
@@ -386,8 +429,8 @@ fn page(
     };
     match indexes.first() {
         Some((index, value)) => {
-            for row in index_range(index, value, low, high)?.rev() {
-                if !consider(row?.0.value().1)? {
+            for seq in IndexWalk::new(index, value, span, Direction::Newest) {
+                if !consider(seq?)? {
                     break;
                 }
             }
@@ -404,27 +447,23 @@ fn page(
 }
 
 type SeqBound = std::ops::Bound<u64>;
-/// A secondary index: `(value, seq) → ()`.
-type Index = ReadOnlyTable<(&'static str, u64), ()>;
+/// A secondary index: `(bucket, value, seq) → ()`.
+type Index = ReadOnlyTable<AuditIndexKey<'static>, ()>;
 
 /// How far the indexes race before the first one given is taken as the walk.
 const INDEX_RACE_STEPS: usize = 4096;
 
-/// Which index holds the fewest entries in the range: all are stepped in lockstep and the first
+/// Which index holds the fewest entries in the span: all are stepped in lockstep and the first
 /// to run out wins, so finding it costs at most (number of indexes × its size) cheap steps. When
 /// none runs out within `INDEX_RACE_STEPS`, all are large and the first is as good as any.
-fn smallest_index(
-    indexes: &[(Index, String)],
-    low: SeqBound,
-    high: SeqBound,
-) -> Result<usize, StoreError> {
-    let mut ranges = indexes
+fn smallest_index(indexes: &[(Index, String)], span: SeqSpan) -> Result<usize, StoreError> {
+    let mut walks: Vec<IndexWalk<'_>> = indexes
         .iter()
-        .map(|(index, value)| index_range(index, value, low, high))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|(index, value)| IndexWalk::new(index, value, span, Direction::Oldest))
+        .collect();
     for _ in 0..INDEX_RACE_STEPS {
-        for (position, range) in ranges.iter_mut().enumerate() {
-            if range.next().is_none() {
+        for (position, walk) in walks.iter_mut().enumerate() {
+            if walk.next().transpose()?.is_none() {
                 return Ok(position);
             }
         }
@@ -432,24 +471,132 @@ fn smallest_index(
     Ok(0)
 }
 
-/// The entries of `index` for `value` with `seq` within the bounds, in `seq` order.
-fn index_range<'i>(
+/// An inclusive `seq` range that holds events: what a query walks.
+#[derive(Debug, Clone, Copy)]
+struct SeqSpan {
+    first: u64,
+    last: u64,
+}
+
+impl SeqSpan {
+    /// The bounds narrowed to the events stored; `None` when no event falls within them.
+    fn within(
+        events: &impl ReadableTable<u64, &'static [u8]>,
+        low: SeqBound,
+        high: SeqBound,
+    ) -> Result<Option<Self>, StoreError> {
+        let (Some(first), Some(last)) = (events.first()?, events.last()?) else {
+            return Ok(None);
+        };
+        let first = match low {
+            Included(s) => s.max(first.0.value()),
+            Excluded(s) => s.saturating_add(1).max(first.0.value()),
+            Unbounded => first.0.value(),
+        };
+        let last = match high {
+            Included(s) => s.min(last.0.value()),
+            Excluded(0) => return Ok(None),
+            Excluded(s) => (s - 1).min(last.0.value()),
+            Unbounded => last.0.value(),
+        };
+        Ok((first <= last).then_some(Self { first, last }))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Oldest,
+    Newest,
+}
+
+/// The `seq`s of one value's entries in an index within a span, oldest or newest first, read
+/// bucket by bucket.
+struct IndexWalk<'i> {
     index: &'i Index,
-    value: &str,
-    low: SeqBound,
-    high: SeqBound,
-) -> Result<redb::Range<'i, (&'static str, u64), ()>, StoreError> {
-    let start = match low {
-        Included(s) => Included((value, s)),
-        Excluded(s) => Excluded((value, s)),
-        Unbounded => Included((value, 0)),
-    };
-    let end = match high {
-        Included(s) => Included((value, s)),
-        Excluded(s) => Excluded((value, s)),
-        Unbounded => Included((value, u64::MAX)),
-    };
-    Ok(index.range((start, end))?)
+    value: &'i str,
+    span: SeqSpan,
+    direction: Direction,
+    /// The bucket being read, and the range open on it.
+    bucket: u64,
+    range: Option<redb::Range<'i, AuditIndexKey<'static>, ()>>,
+    done: bool,
+}
+
+impl<'i> IndexWalk<'i> {
+    fn new(index: &'i Index, value: &'i str, span: SeqSpan, direction: Direction) -> Self {
+        let bucket = match direction {
+            Direction::Oldest => span.first >> AUDIT_BUCKET_BITS,
+            Direction::Newest => span.last >> AUDIT_BUCKET_BITS,
+        };
+        Self {
+            index,
+            value,
+            span,
+            direction,
+            bucket,
+            range: None,
+            done: false,
+        }
+    }
+
+    /// Opens the range of the current bucket, clipped to the span.
+    fn open(&self) -> Result<redb::Range<'i, AuditIndexKey<'static>, ()>, StoreError> {
+        let bucket_first = self.bucket << AUDIT_BUCKET_BITS;
+        let bucket_last = bucket_first + ((1 << AUDIT_BUCKET_BITS) - 1);
+        let low = (self.bucket, self.value, self.span.first.max(bucket_first));
+        let high = (self.bucket, self.value, self.span.last.min(bucket_last));
+        Ok(self.index.range(low..=high)?)
+    }
+
+    /// Moves to the next bucket in the walk's direction; `false` past the span.
+    fn advance(&mut self) -> bool {
+        match self.direction {
+            Direction::Oldest if self.bucket < self.span.last >> AUDIT_BUCKET_BITS => {
+                self.bucket += 1;
+                true
+            }
+            Direction::Newest if self.bucket > self.span.first >> AUDIT_BUCKET_BITS => {
+                self.bucket -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Iterator for IndexWalk<'_> {
+    type Item = Result<u64, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let range = match &mut self.range {
+                Some(range) => range,
+                None => match self.open() {
+                    Ok(range) => self.range.insert(range),
+                    Err(error) => {
+                        self.done = true;
+                        return Some(Err(error));
+                    }
+                },
+            };
+            let row = match self.direction {
+                Direction::Oldest => range.next(),
+                Direction::Newest => range.next_back(),
+            };
+            match row {
+                Some(Ok((key, _))) => return Some(Ok(key.value().2)),
+                Some(Err(error)) => {
+                    self.done = true;
+                    return Some(Err(error.into()));
+                }
+                None => {
+                    self.range = None;
+                    self.done = !self.advance();
+                }
+            }
+        }
+        None
+    }
 }
 
 /// The `seq` range holding `since_ms <= ts_ms < until_ms`, found by binary search: timestamps

@@ -25,9 +25,9 @@ use super::codec;
 use super::published::{Change, Committed};
 use super::rate::{WindowMap, Windows};
 use super::tables::{
-    API_KEYS, AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET,
-    CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META, RATE_WINDOWS,
-    RETENTION_RUNS, SESSIONS, chat_index_key,
+    API_KEYS, AUDIT, AUDIT_INDEXES, AuditIndexKey, CHAT_INDEX, CHATS, IDEMPOTENCY,
+    IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META, RATE_WINDOWS, RETENTION_RUNS, SESSIONS,
+    chat_index_key,
 };
 use crate::domain::chat::Chat;
 use crate::domain::rate::Scope;
@@ -43,10 +43,8 @@ pub struct WriteTables<'t> {
     pub sessions: Table<'t, &'static [u8], &'static [u8]>,
     pub api_keys: Table<'t, &'static str, &'static [u8]>,
     pub audit: Table<'t, u64, &'static [u8]>,
-    pub audit_by_actor: Table<'t, (&'static str, u64), ()>,
-    pub audit_by_action: Table<'t, (&'static str, u64), ()>,
-    pub audit_by_target: Table<'t, (&'static str, u64), ()>,
-    pub audit_by_outcome: Table<'t, (&'static str, u64), ()>,
+    /// In `AUDIT_INDEXES` order.
+    pub audit_indexes: [Table<'t, AuditIndexKey<'static>, ()>; 4],
     pub retention_runs: Table<'t, u64, &'static [u8]>,
     meta: Table<'t, &'static str, &'static [u8]>,
     chats: Table<'t, &'static str, &'static [u8]>,
@@ -99,10 +97,12 @@ impl<'t> WriteTables<'t> {
             sessions: txn.open_table(SESSIONS)?,
             api_keys: txn.open_table(API_KEYS)?,
             audit: txn.open_table(AUDIT)?,
-            audit_by_actor: txn.open_table(AUDIT_BY_ACTOR)?,
-            audit_by_action: txn.open_table(AUDIT_BY_ACTION)?,
-            audit_by_target: txn.open_table(AUDIT_BY_TARGET)?,
-            audit_by_outcome: txn.open_table(AUDIT_BY_OUTCOME)?,
+            audit_indexes: [
+                txn.open_table(AUDIT_INDEXES[0])?,
+                txn.open_table(AUDIT_INDEXES[1])?,
+                txn.open_table(AUDIT_INDEXES[2])?,
+                txn.open_table(AUDIT_INDEXES[3])?,
+            ],
             retention_runs: txn.open_table(RETENTION_RUNS)?,
             meta: txn.open_table(META)?,
             chats: txn.open_table(CHATS)?,

@@ -331,8 +331,9 @@ fn prune(
     let mut tally = Tally::default();
     let next = match class {
         Class::Audit => {
-            tally = audit::prune(t, cutoffs.audit_before_ms, limit)?;
-            (tally.deleted == limit as u64).then_some(Resume::Start)
+            let more;
+            (tally, more) = audit::prune(t, cutoffs.audit_before_ms, limit)?;
+            more.then_some(Resume::Start)
         }
         Class::Idempotency => {
             let found = expired_records(&t.idempotency_expiry, cutoffs, resume, limit)?;

@@ -6,9 +6,8 @@
 use redb::{Database, ReadableTable, WriteTransaction};
 
 use super::tables::{
-    API_KEYS, AUDIT, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET,
-    CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META, RATE_WINDOWS,
-    RETENTION_RUNS, SESSIONS,
+    API_KEYS, AUDIT, AUDIT_INDEXES, CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY,
+    LEGACY_AUDIT_INDEXES, LOCKOUTS, MESSAGES, META, RATE_WINDOWS, RETENTION_RUNS, SESSIONS,
 };
 use super::{OpenError, StoreError};
 
@@ -16,7 +15,8 @@ use super::{OpenError, StoreError};
 ///
 /// 2: the retention job log, the audit chain checkpoint, and the `retention.*` audit actions. A
 /// version-1 binary could not read a pruned chain or the new actions, so it must refuse the file.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: audit index keys lead with a bucket of `seq` (`tables::audit_index_key`).
+pub const SCHEMA_VERSION: u32 = 3;
 const VERSION_KEY: &str = "schema_version";
 
 /// Brings the file to `SCHEMA_VERSION` in one transaction, or refuses a newer file untouched.
@@ -34,9 +34,12 @@ pub(super) fn prepare(db: &Database, path: &str) -> Result<(), OpenError> {
             known: SCHEMA_VERSION,
         });
     }
-    // Every step so far only adds tables: version 1 → 2 adds the retention job log. A later
-    // step that rewrites records goes here, keyed on `found`.
+    // Version 1 → 2 adds the retention job log (a table); → 3 rebuilds the audit indexes with
+    // bucketed keys, under new names, and drops the old ones.
     create_tables(&txn).map_err(failed)?;
+    if found.is_some_and(|version| version < 3) {
+        rebuild_audit_indexes(&txn).map_err(failed)?;
+    }
     if found != Some(SCHEMA_VERSION) {
         write_version(&txn).map_err(failed)?;
     }
@@ -61,6 +64,18 @@ fn write_version(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn rebuild_audit_indexes(txn: &WriteTransaction) -> Result<(), StoreError> {
+    tracing::info!(
+        event = "migration",
+        "rebuilding the audit indexes (once, at the upgrade to schema 3)"
+    );
+    super::audit::rebuild_indexes(txn)?;
+    for legacy in LEGACY_AUDIT_INDEXES {
+        txn.delete_table(legacy)?;
+    }
+    Ok(())
+}
+
 fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(CHATS)?;
     txn.open_table(CHAT_INDEX)?;
@@ -73,12 +88,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(SESSIONS)?;
     txn.open_table(RETENTION_RUNS)?;
     txn.open_table(AUDIT)?;
-    for index in [
-        AUDIT_BY_ACTOR,
-        AUDIT_BY_ACTION,
-        AUDIT_BY_TARGET,
-        AUDIT_BY_OUTCOME,
-    ] {
+    for index in AUDIT_INDEXES {
         txn.open_table(index)?;
     }
     Ok(())

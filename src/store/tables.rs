@@ -41,21 +41,53 @@ pub const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_key
 /// `seq → audit Event`: the hash chain, gapless from the first kept event to the head.
 pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
-/// `(actor "kind:id", seq) → ()`.
-pub const AUDIT_BY_ACTOR: TableDefinition<(&str, u64), ()> = TableDefinition::new("audit_by_actor");
+/// Audit index keys lead with the event's bucket, `seq >> AUDIT_BUCKET_BITS`: the entries of
+/// consecutive events then sit together in a few leaves of each index — which is what a batch of
+/// sends inserts and what retention deletes — instead of one leaf per distinct value. A query
+/// walks a value's entries bucket by bucket (`audit::IndexWalk`).
+pub const AUDIT_BUCKET_BITS: u32 = 14;
 
-/// `(action, seq) → ()`.
-pub const AUDIT_BY_ACTION: TableDefinition<(&str, u64), ()> =
-    TableDefinition::new("audit_by_action");
+/// An audit index key: `(bucket, value, seq)`.
+pub type AuditIndexKey<'a> = (u64, &'a str, u64);
 
-/// `(target "kind:id", seq) → ()`.
-pub const AUDIT_BY_TARGET: TableDefinition<(&str, u64), ()> =
-    TableDefinition::new("audit_by_target");
+pub fn audit_index_key(value: &str, seq: u64) -> AuditIndexKey<'_> {
+    (seq >> AUDIT_BUCKET_BITS, value, seq)
+}
 
-/// `(outcome, seq) → ()` for `denied` and `error` events only: nearly every event is `ok`, so
-/// an `ok` filter is served by the events themselves, and the index stays small and cheap.
-pub const AUDIT_BY_OUTCOME: TableDefinition<(&str, u64), ()> =
-    TableDefinition::new("audit_by_outcome");
+/// `(bucket, actor "kind:id", seq) → ()`.
+pub const AUDIT_BY_ACTOR: TableDefinition<AuditIndexKey<'static>, ()> =
+    TableDefinition::new("audit_actor_index");
+
+/// `(bucket, action, seq) → ()`.
+pub const AUDIT_BY_ACTION: TableDefinition<AuditIndexKey<'static>, ()> =
+    TableDefinition::new("audit_action_index");
+
+/// `(bucket, target "kind:id", seq) → ()`.
+pub const AUDIT_BY_TARGET: TableDefinition<AuditIndexKey<'static>, ()> =
+    TableDefinition::new("audit_target_index");
+
+/// `(bucket, outcome, seq) → ()` for `denied` and `error` events only: nearly every event is
+/// `ok`, so an `ok` filter is served by the events themselves, and the index stays small and
+/// cheap.
+pub const AUDIT_BY_OUTCOME: TableDefinition<AuditIndexKey<'static>, ()> =
+    TableDefinition::new("audit_outcome_index");
+
+/// Every audit index, in the order `audit::indexed_values` gives an event's values.
+pub const AUDIT_INDEXES: [TableDefinition<AuditIndexKey<'static>, ()>; 4] = [
+    AUDIT_BY_ACTOR,
+    AUDIT_BY_ACTION,
+    AUDIT_BY_TARGET,
+    AUDIT_BY_OUTCOME,
+];
+
+/// The audit indexes of schema versions 1 and 2, keyed `(value, seq)`: rebuilt into the ones
+/// above and dropped by the migration to version 3.
+pub const LEGACY_AUDIT_INDEXES: [TableDefinition<(&str, u64), ()>; 4] = [
+    TableDefinition::new("audit_by_actor"),
+    TableDefinition::new("audit_by_action"),
+    TableDefinition::new("audit_by_target"),
+    TableDefinition::new("audit_by_outcome"),
+];
 
 /// `run id → Run`: the retention job log, ids ascending from 1.
 pub const RETENTION_RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("retention_runs");

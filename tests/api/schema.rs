@@ -7,7 +7,7 @@ use crate::helpers::{expect_json, serve_until_exit, spawn_app};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SCHEMA_VERSION: &str = "schema_version";
-const CURRENT_SCHEMA_VERSION: u32 = 2;
+const CURRENT_SCHEMA_VERSION: u32 = 3;
 
 fn stored_schema_version(db: &Database) -> u32 {
     let read = db.begin_read().expect("read transaction");
@@ -70,8 +70,8 @@ async fn database_written_by_a_newer_version_is_refused() {
     );
 }
 
-/// A file of the first schema (no retention job log) is brought forward at start-up, its data
-/// kept.
+/// A file of the first schema (no retention job log, audit indexes keyed `(value, seq)`) is
+/// brought forward at start-up, its data kept and its audit indexes rebuilt.
 #[tokio::test]
 async fn database_of_the_first_schema_is_migrated_forward() {
     let app = spawn_app().await;
@@ -86,6 +86,24 @@ async fn database_of_the_first_schema_is_migrated_forward() {
         let txn = db.begin_write().expect("write");
         let runs: TableDefinition<u64, &[u8]> = TableDefinition::new("retention_runs");
         assert!(txn.delete_table(runs).expect("delete"), "the table existed");
+        for name in [
+            "audit_actor_index",
+            "audit_action_index",
+            "audit_target_index",
+            "audit_outcome_index",
+        ] {
+            let bucketed: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new(name);
+            assert!(
+                txn.delete_table(bucketed).expect("delete"),
+                "{name} existed"
+            );
+        }
+        // The first schema's index, holding what the version-1 binary wrote for the events.
+        let legacy: TableDefinition<(&str, u64), ()> = TableDefinition::new("audit_by_target");
+        txn.open_table(legacy)
+            .expect("legacy table")
+            .insert(("chat:kept", 2), ())
+            .expect("insert");
         txn.commit().expect("commit");
     }
 
@@ -98,9 +116,25 @@ async fn database_of_the_first_schema_is_migrated_forward() {
     )
     .await;
     assert_eq!(runs["items"], serde_json::json!([]));
+    let found = app.page("/api/audit", &[("target", "chat:kept")]).await;
+    assert_eq!(
+        found.items.len(),
+        1,
+        "the rebuilt index finds the chat's event"
+    );
+    assert_eq!(found.items[0]["action"], "chat.create");
+    let by_action = app.page("/api/audit", &[("action", "service.start")]).await;
+    assert_eq!(
+        by_action.items.len(),
+        2,
+        "both starts, the first from the rebuilt index"
+    );
     let stopped = app.stop().await;
     let db = Database::open(&db_path).expect("reopen the database");
     assert_eq!(stored_schema_version(&db), CURRENT_SCHEMA_VERSION);
+    let txn = db.begin_read().expect("read");
+    let legacy: TableDefinition<(&str, u64), ()> = TableDefinition::new("audit_by_target");
+    assert!(txn.open_table(legacy).is_err(), "the old index was dropped");
     drop(stopped);
 }
 
