@@ -310,12 +310,13 @@ fn rfc3339(ms: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const DAY: u64 = DAY_MS;
 
-    fn keep() -> Keep {
+    /// The default settings.
+    pub(crate) fn keep() -> Keep {
         Keep {
             audit_days: 90,
             idempotency_hours: 24,

@@ -707,19 +707,9 @@ mod tests {
     use redb::{Database, ReadableDatabase};
 
     use super::*;
-    use crate::domain::retention::Keep;
 
     fn cutoffs(now_ms: u64) -> Cutoffs {
-        Keep {
-            audit_days: 90,
-            idempotency_hours: 24,
-            idempotency_ttl_hours: 24,
-            messages_days: 0,
-            session_idle_minutes: 30,
-            rate_window_idle_hours: 24,
-            runs_kept: 1000,
-        }
-        .cutoffs(now_ms)
+        crate::domain::retention::tests::keep().cutoffs(now_ms)
     }
 
     /// A look in small steps visits every row once and finds exactly the eligible ones.
