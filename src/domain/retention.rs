@@ -237,6 +237,32 @@ pub struct Run {
 }
 
 impl Run {
+    /// A run starting at `started_ms` on a file of `db_bytes`, its id not yet given (the store
+    /// gives it when the entry is written).
+    pub fn starting(
+        trigger: Trigger,
+        dry_run: bool,
+        started_ms: u64,
+        keep: &Keep,
+        db_bytes: u64,
+    ) -> Self {
+        Self {
+            id: 0,
+            trigger,
+            dry_run,
+            started_ms,
+            finished_ms: None,
+            cutoffs: keep.cutoffs(started_ms),
+            classes: BTreeMap::new(),
+            db_bytes_before: db_bytes,
+            db_bytes_after: None,
+            compacted: false,
+            pause_ms: 0,
+            status: RunStatus::Running,
+            error: None,
+        }
+    }
+
     pub fn deleted(&self) -> u64 {
         self.classes.values().map(|t| t.deleted).sum()
     }

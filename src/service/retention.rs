@@ -211,26 +211,14 @@ impl Console {
     }
 
     async fn dry_run(&self, ctx: &Context, trigger: Trigger) -> Result<Run, ServiceError> {
-        let started_ms = self.clock.now_ms();
-        let cutoffs = self.retention.settings.keep.cutoffs(started_ms);
-        let classes = self.store.survey(&cutoffs)?;
         let bytes = self.store.file_bytes();
+        let keep = &self.retention.settings.keep;
+        let mut run = Run::starting(trigger, true, self.clock.now_ms(), keep, bytes);
+        run.classes = self.store.survey(&run.cutoffs)?;
         let finished_ms = self.clock.now_ms();
-        let run = Run {
-            id: 0,
-            trigger,
-            dry_run: true,
-            started_ms,
-            finished_ms: Some(finished_ms),
-            cutoffs,
-            classes,
-            db_bytes_before: bytes,
-            db_bytes_after: Some(bytes),
-            compacted: false,
-            pause_ms: 0,
-            status: RunStatus::Ok,
-            error: None,
-        };
+        run.finished_ms = Some(finished_ms);
+        run.db_bytes_after = Some(bytes);
+        run.status = RunStatus::Ok;
         let audit = ctx.draft(
             finished_ms,
             Action::RetentionDryRun,
@@ -256,22 +244,13 @@ impl Console {
             return Err(ServiceError::Unavailable);
         }
         self.close_interrupted().await?;
-        let started_ms = self.clock.now_ms();
-        let run = Run {
-            id: 0,
+        let run = Run::starting(
             trigger,
-            dry_run: false,
-            started_ms,
-            finished_ms: None,
-            cutoffs: self.retention.settings.keep.cutoffs(started_ms),
-            classes: Default::default(),
-            db_bytes_before: self.store.file_bytes(),
-            db_bytes_after: None,
-            compacted: false,
-            pause_ms: 0,
-            status: RunStatus::Running,
-            error: None,
-        };
+            false,
+            self.clock.now_ms(),
+            &self.retention.settings.keep,
+            self.store.file_bytes(),
+        );
         let run = self.store.open_run(run).await?;
         tracing::info!(
             event = "retention_started",

@@ -37,30 +37,21 @@ const VERIFY_CHUNK: u64 = 20_000;
 pub const AUDIT_CHECKPOINT_KEY: &str = "audit_checkpoint";
 
 /// The last event retention removed: the chain that is kept starts right after it, with its hash
-/// as the first kept event's `prev_hash`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    pub seq: u64,
-    pub ts_ms: u64,
-    pub hash: Hash,
-}
+/// as the first kept event's `prev_hash`. A place in the chain, like the head.
+pub type Checkpoint = Head;
 
-impl codec::Record for Checkpoint {
-    const VERSION: u8 = 1;
-    const NAME: &'static str = "audit checkpoint";
-}
-
-impl Checkpoint {
-    /// The export's first line when it starts right after the checkpoint
-    /// (`docs/audit-format.md`).
-    fn export_line(&self) -> Vec<u8> {
-        let line = serde_json::json!({
-            "checkpoint": {"seq": self.seq, "ts_ms": self.ts_ms, "hash": hex::encode(self.hash)}
-        });
-        let mut bytes = line.to_string().into_bytes();
-        bytes.push(b'\n');
-        bytes
-    }
+/// The export's first line when it starts right after the checkpoint (`docs/audit-format.md`).
+fn checkpoint_line(checkpoint: &Checkpoint) -> Vec<u8> {
+    let line = serde_json::json!({
+        "checkpoint": {
+            "seq": checkpoint.seq,
+            "ts_ms": checkpoint.ts_ms,
+            "hash": hex::encode(checkpoint.hash),
+        }
+    });
+    let mut bytes = line.to_string().into_bytes();
+    bytes.push(b'\n');
+    bytes
 }
 
 impl codec::Record for Event {
@@ -68,7 +59,8 @@ impl codec::Record for Event {
     const NAME: &'static str = "audit event";
 }
 
-/// The newest event: where the next one chains on.
+/// An event's place in the chain: the newest event (where the next one chains on), or the last
+/// one pruned (`Checkpoint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {
     pub seq: u64,
@@ -78,7 +70,7 @@ pub struct Head {
 
 impl codec::Record for Head {
     const VERSION: u8 = 1;
-    const NAME: &'static str = "audit head";
+    const NAME: &'static str = "audit chain position";
 }
 
 const EMPTY_HEAD: Head = Head {
@@ -345,7 +337,7 @@ fn export_range(
     let checkpoint: Option<Checkpoint> = codec::get(&txn.open_table(META)?, AUDIT_CHECKPOINT_KEY)?;
     let lead = checkpoint
         .filter(|c| first.is_some_and(|(seq, _)| seq.value() == c.seq + 1))
-        .map(|c| c.export_line());
+        .map(|c| checkpoint_line(&c));
     Ok((from, until, lead))
 }
 

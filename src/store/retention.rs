@@ -132,7 +132,7 @@ impl Store {
         self.writer()
             .execute(move |t| {
                 let mut run = run.clone();
-                run.id = t.retention_runs.last()?.map_or(1, |(id, _)| id.value() + 1);
+                run.id = next_run_id(t)?;
                 save_run(t, &run)?;
                 Ok(run)
             })
@@ -204,7 +204,7 @@ impl Store {
         self.writer()
             .execute(move |t| {
                 let mut run = run.clone();
-                run.id = t.retention_runs.last()?.map_or(1, |(id, _)| id.value() + 1);
+                run.id = next_run_id(t)?;
                 save_run(t, &run)?;
                 audit::append(t, described(audit.clone(), &run, None))?;
                 Ok(run)
@@ -280,11 +280,6 @@ impl Store {
             Ok(codec::get::<_, ScheduledAt>(&meta, LAST_SCHEDULED_KEY)?.map(|at| at.0))
         })
     }
-
-    /// The chain checkpoint: the last audit event retention removed, if any.
-    pub fn audit_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        self.read(|txn| codec::get(&txn.open_table(super::tables::META)?, AUDIT_CHECKPOINT_KEY))
-    }
 }
 
 /// `draft` with a run's outcome: its id and status, and per class the rows it deleted; for a run
@@ -307,6 +302,11 @@ fn described(draft: Draft, run: &Run, checkpoint: Option<Checkpoint>) -> Draft {
             .detail("checkpoint_hash", hex::encode(checkpoint.hash));
     }
     draft
+}
+
+/// Ids ascend from 1.
+fn next_run_id(t: &WriteTables<'_>) -> Result<u64, StoreError> {
+    Ok(t.retention_runs.last()?.map_or(1, |(id, _)| id.value() + 1))
 }
 
 fn load_run(t: &WriteTables<'_>, id: u64) -> Result<Run, StoreError> {
