@@ -9,6 +9,7 @@
 //! *checkpoint* in `meta`, in the same transaction: verification and exports then start from the
 //! checkpoint, and the chain from there to the head is as provable as a whole one.
 
+use std::collections::BTreeSet;
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
 use redb::{
@@ -179,23 +180,27 @@ pub(super) fn prune(
     if end <= first {
         return Ok((tally, false));
     }
-    let mut removed = Vec::with_capacity((end - first) as usize);
+    // Each index value's entries for `first..end` are one contiguous key range,
+    // `(bucket, value, first)..(bucket, value, end)`, holding nothing else: removing the ranges
+    // walks each leaf once instead of descending the tree for every entry.
+    let mut values: [BTreeSet<String>; 4] = Default::default();
+    let mut last = None;
     for row in t.audit.extract_from_if(first..end, |_, _| true)? {
-        removed.push(codec::decode::<Event>(row?.1.value())?);
-    }
-    for event in &removed {
-        for (index, value) in t
-            .audit_indexes
-            .iter_mut()
-            .zip(indexed_values(&event.record))
-        {
-            if let Some(value) = value {
-                index.remove(audit_index_key(&value, event.seq))?;
-            }
+        let event: Event = codec::decode(row?.1.value())?;
+        for (distinct, value) in values.iter_mut().zip(indexed_values(&event.record)) {
+            distinct.extend(value);
         }
         tally.count(event.ts_ms);
+        last = Some(event);
     }
-    if let Some(last) = removed.last() {
+    let bucket = first >> AUDIT_BUCKET_BITS;
+    for (index, distinct) in t.audit_indexes.iter_mut().zip(&values) {
+        for value in distinct {
+            let value = value.as_str();
+            index.retain_in((bucket, value, first)..(bucket, value, end), |_, _| false)?;
+        }
+    }
+    if let Some(last) = last {
         let checkpoint = Checkpoint {
             seq: last.seq,
             ts_ms: last.ts_ms,

@@ -67,6 +67,12 @@ pub enum Resume {
     Run(u64),
 }
 
+/// Whether every batch of `class` starts over (`Resume::Start`): its old rows sort first and a
+/// batch deletes the first of them, so a batch never depends on where the one before ended.
+pub fn starts_over(class: Class) -> bool {
+    matches!(class, Class::Audit | Class::Idempotency)
+}
+
 /// The eligible rows one look found, and where the next look starts (`None`: the class is done).
 struct Found<K> {
     rows: Vec<(K, u64)>,
