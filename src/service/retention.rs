@@ -26,7 +26,7 @@ use crate::store::retention::{Closing, Resume, starts_over};
 /// How often the scheduler looks at the clock.
 const SCHEDULE_TICK: Duration = Duration::from_secs(1);
 /// The pacing bucket refills this often.
-const PACING_INTERVAL: Duration = Duration::from_millis(100);
+const PACING_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Retention settings, from the configuration once.
 #[derive(Debug, Clone)]
@@ -440,8 +440,12 @@ struct OpenRun {
 }
 
 /// Up to `max_rows_per_second` rows a second, a batch at a time, starting with a full bucket.
+/// The bucket holds one batch (or one interval's refill, when that is more), so a rate below
+/// what the writer could take spreads the batches out instead of letting them come in bursts.
 fn pacing(settings: &RetentionSettings) -> RateLimiter {
-    let per_interval = (settings.max_rows_per_second as usize / 10).max(1);
+    let intervals_per_second =
+        (Duration::from_secs(1).as_millis() / PACING_INTERVAL.as_millis()) as u64;
+    let per_interval = (settings.max_rows_per_second / intervals_per_second).max(1) as usize;
     let burst = settings.batch_size.max(per_interval);
     RateLimiter::builder()
         .initial(burst)
