@@ -13,11 +13,11 @@ use crate::config::{Config, ConfigError};
 use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::http::HttpPolicy;
 use crate::http::limits::LimitSettings;
+use crate::http::routes::metrics::Exporter;
 use crate::http::serve::ConnectionLimits;
 use crate::service::{Console, ServiceError, denials, retention};
 use crate::store::{OpenError, Store, WriterThread};
 use crate::{build_info, failpoints, http, monitoring};
-use metrics_exporter_prometheus::PrometheusHandle;
 
 /// How long shutdown waits for in-flight requests before it stops waiting.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
@@ -51,11 +51,17 @@ pub struct Application {
     writer: WriterThread,
     policy: HttpPolicy,
     connections: ConnectionLimits,
-    metrics: PrometheusHandle,
+    exporter: Exporter,
 }
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        // Before anything records: a handle taken from the no-op recorder stays a no-op.
+        let handle = monitoring::install().ok_or_else(|| {
+            StartError::Service(ServiceError::Internal(
+                "a metrics recorder is already installed".into(),
+            ))
+        })?;
         failpoints::init_from_env();
         let clock = Clock::from_env();
         prepare_data_dir(&config.data_dir)?;
@@ -93,18 +99,17 @@ impl Application {
             write_timeout: Duration::from_millis(http.write_timeout_ms),
             drain_limit: DRAIN_LIMIT,
         };
-        let metrics = monitoring::install().ok_or_else(|| {
-            StartError::Service(ServiceError::Internal(
-                "a metrics recorder is already installed".into(),
-            ))
-        })?;
+        let exporter = Exporter {
+            handle,
+            token: config.metrics_token()?,
+        };
         Ok(Self {
             listener,
             console: Arc::new(console),
             writer,
             policy,
             connections,
-            metrics,
+            exporter,
         })
     }
 
@@ -116,7 +121,7 @@ impl Application {
             writer,
             policy,
             connections,
-            metrics,
+            exporter,
         } = self;
         let addr = listener.local_addr()?;
         // Installed before `listening` is announced: from then on SIGTERM means "drain and stop".
@@ -131,7 +136,7 @@ impl Application {
         );
         let housekeeping = tokio::spawn(housekeeping(Arc::downgrade(&console)));
         let schedule = tokio::spawn(retention::schedule(Arc::downgrade(&console)));
-        let router = http::router(console.clone(), &policy, metrics);
+        let router = http::router(console.clone(), &policy, exporter);
         let closing = console.clone();
         let writer_handle = console.store.writer().clone();
         // Serving ends on SIGTERM or SIGINT, or when storage fails for good: then the process

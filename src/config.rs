@@ -46,6 +46,7 @@ pub struct Config {
     pub agents: AgentsConfig,
     pub retention: RetentionConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
     /// Which source set each key, so a value refused after merging is traced to where it came
     /// from.
     #[serde(skip)]
@@ -245,6 +246,14 @@ impl Default for RetentionConfig {
     }
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A file holding the bearer token `GET /metrics` then requires; unset, `/metrics` is open
+    /// (bind it to a trusted interface).
+    pub token_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -268,6 +277,7 @@ impl Default for Config {
             agents: AgentsConfig::default(),
             retention: RetentionConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
             sources: Sources::default(),
         }
     }
@@ -554,9 +564,7 @@ impl Config {
     /// at least `MIN_ADMIN_TOKEN_LEN` characters: an empty or short token would let anyone in.
     pub fn admin_token(&self) -> Result<Option<Secret>, ConfigError> {
         if let Some(token) = &self.admin_token {
-            return self
-                .check_admin_token("admin_token", token.expose())
-                .map(Some);
+            return self.check_token("admin_token", token.expose()).map(Some);
         }
         let Some(path) = &self.admin_token_file else {
             return Ok(None);
@@ -567,7 +575,22 @@ impl Config {
                 &format!("cannot read {}: {e}", path.display()),
             )
         })?;
-        self.check_admin_token("admin_token_file", text.trim())
+        self.check_token("admin_token_file", text.trim()).map(Some)
+    }
+
+    /// The token `GET /metrics` requires, from `metrics.token_file`, if set. It must hold at
+    /// least `MIN_ADMIN_TOKEN_LEN` characters, like the admin token.
+    pub fn metrics_token(&self) -> Result<Option<Secret>, ConfigError> {
+        let Some(path) = &self.metrics.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            self.invalid(
+                "metrics.token_file",
+                &format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        self.check_token("metrics.token_file", text.trim())
             .map(Some)
     }
 
@@ -615,12 +638,12 @@ impl Config {
         Ok(())
     }
 
-    fn check_admin_token(&self, key: &str, token: &str) -> Result<Secret, ConfigError> {
+    fn check_token(&self, key: &str, token: &str) -> Result<Secret, ConfigError> {
         if token.trim().chars().count() < MIN_ADMIN_TOKEN_LEN {
             return Err(self.invalid(
                 key,
                 &format!(
-                    "the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters (the value is not shown)"
+                    "the token must be at least {MIN_ADMIN_TOKEN_LEN} characters (the value is not shown)"
                 ),
             ));
         }

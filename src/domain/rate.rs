@@ -102,6 +102,8 @@ pub enum Scope {
 }
 
 impl Scope {
+    pub const ALL: [Scope; 2] = [Scope::Chat, Scope::Operator];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Chat => "chat",
@@ -110,9 +112,7 @@ impl Scope {
     }
 
     pub fn parse(text: &str) -> Option<Scope> {
-        [Scope::Chat, Scope::Operator]
-            .into_iter()
-            .find(|scope| scope.as_str() == text)
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == text)
     }
 }
 

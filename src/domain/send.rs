@@ -20,6 +20,14 @@ pub enum DegradedReason {
 }
 
 impl DegradedReason {
+    pub const ALL: [DegradedReason; 5] = [
+        DegradedReason::LlmUnconfigured,
+        DegradedReason::LlmTimeout,
+        DegradedReason::LlmError,
+        DegradedReason::LlmRateLimit,
+        DegradedReason::LlmUnavailable,
+    ];
+
     pub fn code(self) -> &'static str {
         match self {
             DegradedReason::LlmUnconfigured => "llm_unconfigured",

@@ -39,14 +39,12 @@ pub async fn observe(
     request.extensions_mut().insert(RequestId(id.clone()));
     let refused = request.extensions_mut().remove::<Refusal>();
     let method = request.method().clone();
-    let route = match refused {
-        Some(_) => "refused",
-        None => request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("unmatched", |p| p.as_str()),
-    }
-    .to_owned();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = match (&refused, &matched) {
+        (Some(_), _) => "refused",
+        (None, Some(path)) => path.as_str(),
+        (None, None) => "unmatched",
+    };
     let client_ip = client_ip(request.extensions());
     let is_api = request.uri().path().starts_with("/api");
     let span = tracing::info_span!("request", request_id = %id);
@@ -73,7 +71,7 @@ pub async fn observe(
             .draft(
                 console.clock.now_ms(),
                 Action::AuthDenied,
-                Target::new("route", &route),
+                Target::new("route", route),
                 Outcome::Denied,
             )
             .detail("method", method.as_str())
@@ -90,15 +88,7 @@ pub async fn observe(
     secure(response.headers_mut(), is_api);
     let latency = started.elapsed();
     let status_code = response.status().as_u16();
-    metrics::counter!(
-        monitoring::HTTP_REQUESTS,
-        "method" => method_label(&method),
-        "route" => route.clone(),
-        "status" => status_code.to_string()
-    )
-    .increment(1);
-    metrics::histogram!(monitoring::HTTP_DURATION, "route" => route.clone())
-        .record(latency.as_secs_f64());
+    monitoring::http::record(method_label(&method), route, status_code, latency);
     span.in_scope(|| {
         tracing::info!(
             event = "request",

@@ -18,17 +18,16 @@ pub mod serve;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::{delete, get, post};
+use axum::{Extension, Router};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::monitoring;
 use crate::service::Console;
 use error::ApiError;
 use limits::{LimitSettings, RequestLimits};
-use metrics_exporter_prometheus::PrometheusHandle;
+use routes::metrics::Exporter;
 
 /// Largest request body accepted (SPEC §5).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -40,14 +39,14 @@ pub struct HttpPolicy {
     pub limits: LimitSettings,
 }
 
-pub fn router(console: Arc<Console>, policy: &HttpPolicy, metrics: PrometheusHandle) -> Router {
-    use routes::{audit, auth, chats, events, health, keys, retention, send};
+pub fn router(console: Arc<Console>, policy: &HttpPolicy, exporter: Exporter) -> Router {
+    use routes::{audit, auth, chats, events, health, keys, metrics, retention, send};
     let routes = Router::new()
         .route("/livez", get(health::livez))
         .route("/api/health", get(health::health))
         .route(
             "/metrics",
-            get(move || async move { monitoring::render(&metrics) }),
+            get(metrics::scrape).layer(Extension(Arc::new(exporter))),
         )
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/logout", post(auth::logout))

@@ -1,21 +1,44 @@
-//! Prometheus metrics: the recorder, the names, and what `GET /metrics` renders.
+//! Prometheus metrics (SPEC §11): the recorder, the names, the series the hot paths keep handles
+//! to, and what `GET /metrics` renders.
 //!
-//! Handlers and services record through the `metrics` facade (a no-op until `install` runs, as in
-//! the CLI); only the service process installs the recorder.
+//! Everything records through the `metrics` facade, which is a no-op until `install` runs (as in
+//! the CLI); only the service process installs the recorder, and it does so before anything
+//! records, so that no handle is taken from the no-op recorder and kept.
+//!
+//! The hot paths never look a series up per request: counters with a fixed label set are
+//! registered once and kept (`series`), and the per-route HTTP series are kept per thread
+//! (`http`). An increment is then one atomic add — no lock, no allocation.
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+pub mod http;
+pub mod series;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::build_info;
 
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
+pub const SENDS: &str = "sofiia_sends_total";
+pub const IDEMPOTENCY: &str = "sofiia_idempotency_total";
+pub const RATE_LIMITED: &str = "sofiia_rate_limited_total";
+pub const AUDIT_EVENTS: &str = "sofiia_audit_events_total";
+pub const AUDIT_VERIFICATIONS: &str = "sofiia_audit_verifications_total";
 pub const AGENT_REQUESTS: &str = "sofiia_agent_requests_total";
 pub const AGENT_DURATION: &str = "sofiia_agent_request_duration_seconds";
 pub const DEGRADED: &str = "sofiia_degraded_total";
+pub const DB_COMMIT_DURATION: &str = "sofiia_db_commit_duration_seconds";
+pub const DB_BATCH_SIZE: &str = "sofiia_db_batch_size";
+pub const DB_SIZE: &str = "sofiia_db_size_bytes";
+pub const WRITER_QUEUE_DEPTH: &str = "sofiia_db_writer_queue_depth";
+pub const WRITER_QUEUE_CAPACITY: &str = "sofiia_db_writer_queue_capacity";
+pub const DISK_FREE: &str = "sofiia_disk_free_bytes";
+pub const DISK_SIZE: &str = "sofiia_disk_size_bytes";
 pub const RETENTION_DELETED: &str = "sofiia_retention_deleted_total";
 pub const RETENTION_RUNS: &str = "sofiia_retention_runs_total";
 pub const RETENTION_LAST_SUCCESS: &str = "sofiia_retention_last_success_timestamp_seconds";
 pub const COMPACTION_PAUSE: &str = "sofiia_db_compaction_pause_seconds";
+pub const SSE_SUBSCRIBERS: &str = "sofiia_sse_subscribers";
+pub const SSE_DROPPED: &str = "sofiia_sse_dropped_total";
 const BUILD_INFO: &str = "sofiia_build_info";
 
 /// Latency buckets (seconds), from a cached read to an agent's generation.
@@ -23,10 +46,15 @@ const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Operations per write transaction: one up to the writer's largest batch.
+const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
 /// Installs the process-wide recorder; `None` when one is installed already.
 pub fn install() -> Option<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets(BUCKETS)
+        .ok()?
+        .set_buckets_for_metric(Matcher::Full(DB_BATCH_SIZE.into()), BATCH_SIZE_BUCKETS)
         .ok()?
         .install_recorder()
         .ok()?;
@@ -36,6 +64,7 @@ pub fn install() -> Option<PrometheusHandle> {
         "git_sha" => build_info::GIT_SHA
     )
     .set(1.0);
+    series::register();
     Some(handle)
 }
 

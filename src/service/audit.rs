@@ -6,6 +6,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::domain::audit::{Action, Context, Event, Filter, Outcome, Target};
+use crate::monitoring::series;
 use crate::store::audit::Verification;
 
 use super::{Console, ServiceError};
@@ -33,6 +34,7 @@ impl Console {
 
     pub async fn verify_audit(&self, ctx: &Context) -> Result<Verification, ServiceError> {
         let report = self.store.verify_audit()?;
+        series::audit_verification(report.valid);
         let mut verified = ctx
             .draft(
                 self.clock.now_ms(),

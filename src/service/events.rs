@@ -51,6 +51,11 @@ impl Events {
         });
     }
 
+    /// Open streams.
+    pub fn subscribers(&self) -> usize {
+        self.sender.receiver_count()
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<ChatEvent> {
         self.sender.subscribe()
     }

@@ -28,6 +28,12 @@ impl Check {
     }
 }
 
+#[derive(Debug, Clone, Copy)]
+pub struct DiskSpace {
+    pub free: u64,
+    pub total: u64,
+}
+
 /// Free space below this share of the volume is `degraded`; below a tenth of it, `error`.
 const DISK_LOW_PERCENT: f64 = 5.0;
 
@@ -46,15 +52,23 @@ impl Console {
         }
     }
 
+    /// Free and total bytes of the data directory's volume (free as an unprivileged process
+    /// sees it).
+    pub fn disk_space(&self) -> Option<DiskSpace> {
+        let stats = rustix::fs::statvfs(&self.data_dir).ok()?;
+        Some(DiskSpace {
+            free: stats.f_bavail.saturating_mul(stats.f_frsize),
+            total: stats.f_blocks.saturating_mul(stats.f_frsize).max(1),
+        })
+    }
+
     pub fn disk_check(&self) -> Check {
-        let Ok(stats) = rustix::fs::statvfs(&self.data_dir) else {
+        let Some(DiskSpace { free, total }) = self.disk_space() else {
             return Check::new(
                 Status::Error,
                 "the data directory's volume cannot be inspected",
             );
         };
-        let free = stats.f_bavail.saturating_mul(stats.f_frsize);
-        let total = stats.f_blocks.saturating_mul(stats.f_frsize).max(1);
         let percent = free as f64 * 100.0 / total as f64;
         let status = if percent < DISK_LOW_PERCENT / 10.0 {
             Status::Error

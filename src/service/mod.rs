@@ -8,6 +8,7 @@ pub mod audit;
 pub mod chats;
 pub mod denials;
 pub mod events;
+pub mod gauges;
 pub mod health;
 pub mod inflight;
 pub mod keys;

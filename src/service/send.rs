@@ -19,10 +19,11 @@ use crate::domain::principal::Principal;
 use crate::domain::rate::Quota;
 use crate::domain::send::{Answer, DegradedReason};
 use crate::domain::slug;
+use crate::monitoring::series::{self, IdempotencyResult, SendOutcome};
 use crate::store::idempotency::Claim;
 use crate::store::send::{BeginSend, Begun, FinishSend};
 
-use super::inflight::Turn;
+use super::inflight::{LeaderGuard, Turn};
 use super::{Console, ServiceError};
 
 /// How long a client should wait before retrying a key that is still in progress.
@@ -45,7 +46,17 @@ pub struct SendResponse {
     pub status: u16,
     pub body: Vec<u8>,
     pub replayed: bool,
+    /// Stored with a degraded reply.
+    pub degraded: bool,
     pub quota: Quota,
+}
+
+/// Where a send goes before it runs.
+enum Admission {
+    /// Its key's answer is already stored.
+    Replay(SendResponse),
+    /// It runs, holding its key's turn (if it has a key).
+    Lead(Option<LeaderGuard>),
 }
 
 impl Console {
@@ -53,6 +64,23 @@ impl Console {
         self: &Arc<Self>,
         request: SendRequest,
     ) -> Result<SendResponse, ServiceError> {
+        match self.admit(&request).await {
+            Ok(Admission::Lead(guard)) => self.lead(request, guard).await,
+            Ok(Admission::Replay(response)) => {
+                series::send(SendOutcome::Replayed);
+                Ok(response)
+            }
+            Err(error) => {
+                series::send(failure_outcome(&error));
+                Err(error)
+            }
+        }
+    }
+
+    /// Validates the send and settles its idempotency key: replayed, refused, or this task's
+    /// turn to run it (concurrent duplicates wait for the one running, up to the configured
+    /// wait).
+    async fn admit(&self, request: &SendRequest) -> Result<Admission, ServiceError> {
         slug::validate(&request.chat_id)
             .map_err(|e| ServiceError::validation("chat_id", e.to_string()))?;
         validate_text(&request.text)
@@ -62,22 +90,24 @@ impl Console {
                 "Idempotency-Key is required on sends".into(),
             ));
         }
-        let Some((key, fingerprint)) = request.idempotency.clone() else {
-            return self.lead(request, None).await;
+        let Some((key, fingerprint)) = &request.idempotency else {
+            return Ok(Admission::Lead(None));
         };
         let scope = request.principal.label();
         let deadline = Instant::now() + self.send_settings.idempotency_wait;
         loop {
-            if let Some(replay) = self.finished(&scope, &key, &fingerprint, &request.chat_id)? {
-                return Ok(replay);
+            if let Some(replay) = self.finished(&scope, key, fingerprint, &request.chat_id)? {
+                series::idempotency(IdempotencyResult::Replay);
+                return Ok(Admission::Replay(replay));
             }
             match self.inflight.join(&scope, key.as_str()) {
-                Turn::Lead(guard) => return self.lead(request, Some(guard)).await,
+                Turn::Lead(guard) => return Ok(Admission::Lead(Some(guard))),
                 Turn::Follow(finished) => {
                     if tokio::time::timeout_at(deadline, finished.wait())
                         .await
                         .is_err()
                     {
+                        series::idempotency(IdempotencyResult::InProgress);
                         return Err(ServiceError::IdempotencyInProgress {
                             retry_after: IN_PROGRESS_RETRY_AFTER,
                         });
@@ -113,10 +143,14 @@ impl Console {
                     status,
                     body,
                     replayed: true,
+                    degraded: false,
                     quota,
                 }))
             }
-            NextAction::Mismatch => Err(ServiceError::IdempotencyMismatch),
+            NextAction::Mismatch => {
+                series::idempotency(IdempotencyResult::Mismatch);
+                Err(ServiceError::IdempotencyMismatch)
+            }
             NextAction::Claim | NextAction::Resume { .. } => Ok(None),
         }
     }
@@ -125,12 +159,18 @@ impl Console {
     async fn lead(
         self: &Arc<Self>,
         request: SendRequest,
-        guard: Option<super::inflight::LeaderGuard>,
+        guard: Option<LeaderGuard>,
     ) -> Result<SendResponse, ServiceError> {
         let console = self.clone();
         tokio::spawn(async move {
             let response = console.run(request).await;
             drop(guard);
+            series::send(match &response {
+                Ok(answered) if answered.replayed => SendOutcome::Replayed,
+                Ok(answered) if answered.degraded => SendOutcome::Degraded,
+                Ok(_) => SendOutcome::Ok,
+                Err(error) => failure_outcome(error),
+            });
             response
         })
         .await
@@ -169,8 +209,14 @@ impl Console {
         };
         let took_over = matches!(begun, Begun::TakenOver { .. });
         let (operator, quota) = match begun {
-            Begun::Stored { message, quota } => (message, quota),
+            Begun::Stored { message, quota } => {
+                if completes.is_some() {
+                    series::idempotency(IdempotencyResult::New);
+                }
+                (message, quota)
+            }
             Begun::TakenOver { message, quota } => {
+                series::idempotency(IdempotencyResult::Takeover);
                 tracing::info!(event = "idempotency_takeover", chat_id = %request.chat_id, message_id = %message.id, "finishing a send abandoned by a previous process");
                 (message, quota)
             }
@@ -179,20 +225,26 @@ impl Console {
                 body,
                 quota,
             } => {
+                series::idempotency(IdempotencyResult::Replay);
                 return Ok(SendResponse {
                     status,
                     body,
                     replayed: true,
+                    degraded: false,
                     quota,
                 });
             }
-            Begun::Mismatch => return Err(ServiceError::IdempotencyMismatch),
+            Begun::Mismatch => {
+                series::idempotency(IdempotencyResult::Mismatch);
+                return Err(ServiceError::IdempotencyMismatch);
+            }
             Begun::ChatNotFound => return Err(ServiceError::NotFound("chat")),
             Begun::RateLimited {
                 scope,
                 retry_after_ms,
                 quota,
             } => {
+                series::rate_limited(scope);
                 tracing::info!(event = "rate_limited", scope = scope.as_str(), chat_id = %request.chat_id, retry_after_ms, "send refused by the rate limit");
                 return Err(ServiceError::RateLimited {
                     scope,
@@ -204,14 +256,12 @@ impl Console {
         if !took_over {
             self.events.message_created(&request.chat_id, &operator);
         }
-        let body = match finished {
+        let (body, degraded) = match finished {
             Some(finished) => {
-                let unconfigured = DegradedReason::LlmUnconfigured.code();
-                metrics::counter!(crate::monitoring::DEGRADED, "reason_code" => unconfigured)
-                    .increment(1);
+                series::degraded(DegradedReason::LlmUnconfigured);
                 self.events
                     .message_created(&request.chat_id, &finished.message);
-                finished.body
+                (finished.body, true)
             }
             None => {
                 self.reply(
@@ -228,12 +278,14 @@ impl Console {
             status: 200,
             body,
             replayed: false,
+            degraded,
             quota,
         })
     }
 
     /// The agent step and the second transaction: ask the agent, store its answer (or why there
-    /// is none) and complete the key, then announce the new message.
+    /// is none) and complete the key, then announce the new message. The body, and whether the
+    /// answer is degraded.
     async fn reply(
         &self,
         chat_id: String,
@@ -241,14 +293,14 @@ impl Console {
         completes: Option<(String, IdempotencyKey)>,
         took_over: bool,
         audit: Context,
-    ) -> Result<Vec<u8>, ServiceError> {
+    ) -> Result<(Vec<u8>, bool), ServiceError> {
         let (pinned, history) = self
             .store
             .agent_context(chat_id.clone(), self.agents.context_messages())?;
         let answer = self.agents.answer(pinned.as_deref(), &history).await;
+        let degraded = matches!(answer, Answer::Degraded(_));
         if let Answer::Degraded(reason) = &answer {
-            metrics::counter!(crate::monitoring::DEGRADED, "reason_code" => reason.code())
-                .increment(1);
+            series::degraded(*reason);
             tracing::info!(event = "degraded", chat_id = %chat_id, reason_code = reason.code(), "send answered without a reply");
         }
         let finished = self
@@ -265,6 +317,17 @@ impl Console {
             })
             .await?;
         self.events.message_created(&chat_id, &finished.message);
-        Ok(finished.body)
+        Ok((finished.body, degraded))
+    }
+}
+
+/// How a refused or failed send counts: refused for what the client sent or asked too soon,
+/// failed for what the service could not do.
+fn failure_outcome(error: &ServiceError) -> SendOutcome {
+    match error {
+        ServiceError::Storage(_) | ServiceError::Unavailable | ServiceError::Internal(_) => {
+            SendOutcome::Failed
+        }
+        _ => SendOutcome::Rejected,
     }
 }

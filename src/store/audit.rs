@@ -125,6 +125,7 @@ pub(super) fn append(t: &mut WriteTables<'_>, draft: Draft) -> Result<Event, Sto
         hash: event.hash,
     };
     t.set_audit_head(new_head);
+    t.count_audit_event(event.record.action);
     Ok(event)
 }
 

@@ -29,6 +29,7 @@ use super::tables::{
     IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META, RATE_WINDOWS, RETENTION_RUNS, SESSIONS,
     chat_index_key,
 };
+use crate::domain::audit::Action;
 use crate::domain::chat::Chat;
 use crate::domain::rate::Scope;
 
@@ -63,6 +64,8 @@ struct Pending {
     /// Windows deleted in this batch, before any written after them.
     dropped_windows: Vec<(Scope, String)>,
     audit_head: Option<Head>,
+    /// Audit events appended, by `Action` discriminant.
+    audit_events: [u32; Action::ALL.len()],
 }
 
 struct PendingChat {
@@ -204,6 +207,10 @@ impl<'t> WriteTables<'t> {
         self.pending.audit_head = Some(head);
     }
 
+    pub fn count_audit_event(&mut self, action: Action) {
+        self.pending.audit_events[action as usize] += 1;
+    }
+
     /// Records an effect on the published state, to be applied if and when the batch commits.
     pub(super) fn publish(&mut self, change: Change) {
         self.changes.push(change);
@@ -242,6 +249,7 @@ impl<'t> WriteTables<'t> {
             dropped_windows: self.pending.dropped_windows,
             windows: self.pending.rate_windows,
             changes: self.changes,
+            audit_events: self.pending.audit_events,
         })
     }
 }

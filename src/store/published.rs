@@ -23,6 +23,7 @@ use super::rate::{WindowMap, WindowMirror};
 use super::replays::Replays;
 use super::tables::{API_KEYS, LOCKOUTS, SESSIONS};
 use crate::domain::api_key::ApiKey;
+use crate::domain::audit::Action;
 use crate::domain::idempotency::{IdempotencyKey, IdempotencyRecord};
 use crate::domain::rate::Scope;
 use crate::domain::session::{Session, TokenHash};
@@ -64,6 +65,8 @@ pub(super) struct Committed {
     pub dropped_windows: Vec<(Scope, String)>,
     pub windows: WindowMap,
     pub changes: Vec<Change>,
+    /// Audit events appended, by `Action` discriminant (for the metrics; not published state).
+    pub audit_events: [u32; Action::ALL.len()],
 }
 
 pub struct Published {

@@ -31,6 +31,9 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
+
+use metrics::Histogram;
 
 use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -39,6 +42,7 @@ use super::StoreError;
 use super::batch::WriteTables;
 use super::database::Gated;
 use super::published::{Committed, Published};
+use crate::monitoring::{self, series};
 
 /// Most operations applied in one transaction. Large enough to amortise an fsync over many
 /// callers, small enough that one commit never holds a caller for long.
@@ -78,6 +82,13 @@ impl Writer {
             .spawn(move || run(&db, &published, receiver, &failed))?;
         Ok((Writer { queue, failure }, WriterThread(thread)))
     }
+
+    /// Operations the queue holds; at `QUEUE_CAPACITY` senders wait.
+    pub fn queue_depth(&self) -> usize {
+        QUEUE_DEPTH - self.queue.capacity()
+    }
+
+    pub const QUEUE_CAPACITY: usize = QUEUE_DEPTH;
 
     /// Whether the writer thread is still taking operations.
     pub fn is_running(&self) -> bool {
@@ -200,6 +211,10 @@ fn run(
     failed: &watch::Sender<Option<String>>,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    let timing = CommitTiming {
+        duration: metrics::histogram!(monitoring::DB_COMMIT_DURATION),
+        batch_size: metrics::histogram!(monitoring::DB_BATCH_SIZE),
+    };
     while let Some(first) = receiver.blocking_recv() {
         // A task waits for the operations queued before it, and runs before those after it.
         let mut task = None;
@@ -215,7 +230,7 @@ fn run(
             }
         }
         if !batch.is_empty()
-            && let Err(cause) = commit_and_answer(db, published, &mut batch)
+            && let Err(cause) = commit_and_answer(db, published, &timing, &mut batch)
         {
             stop(receiver, failed, task, cause);
             return;
@@ -226,13 +241,24 @@ fn run(
     }
 }
 
+/// The writer's own series: how long a batch took from its first operation to its durable
+/// commit, and how many operations it carried.
+struct CommitTiming {
+    duration: Histogram,
+    batch_size: Histogram,
+}
+
 /// Commits the batch and answers its callers; the cause when storage failed for good.
 fn commit_and_answer(
     db: &Gated,
     published: &Published,
+    timing: &CommitTiming,
     batch: &mut Vec<Box<dyn Job>>,
 ) -> Result<(), String> {
+    let started = Instant::now();
     let outcome = commit_batch(&db.for_writing(), published, batch);
+    timing.duration.record(started.elapsed().as_secs_f64());
+    timing.batch_size.record(batch.len() as f64);
     if let Err(error) = &outcome {
         tracing::error!(event = "commit_failed", batch = batch.len(), %error, "write batch aborted");
     }
@@ -290,6 +316,7 @@ fn commit_batch(
                     return Err(StoreError::Io("failpoint store.io".into()));
                 }
                 txn.commit()?;
+                series::audit_events(&committed.audit_events);
                 published.apply(committed);
                 return Ok(());
             }

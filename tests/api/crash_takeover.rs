@@ -66,6 +66,12 @@ async fn send_interrupted_between_its_transactions_is_taken_over_after_restart()
         "the stored message was not reused"
     );
     assert_history_is_one_exchange(&app, CHAT, &answer).await;
+    assert!(
+        app.metrics()
+            .await
+            .contains(r#"sofiia_idempotency_total{result="takeover"} 1"#),
+        "the takeover is counted"
+    );
 
     let replay = app.post_send(CHAT, &app.admin_key, Some(KEY), &body).await;
     assert_eq!(replay.status(), StatusCode::OK);

@@ -15,6 +15,7 @@ use crate::domain::role::Permission;
 use crate::http::auth::{Caller, session_cookie};
 use crate::http::error::ApiError;
 use crate::http::extract::Path;
+use crate::monitoring::series;
 use crate::service::Console;
 use crate::service::events::ChatEvent;
 
@@ -44,9 +45,13 @@ pub async fn stream(
         .map(|_| Next::Closing);
     let stream = events
         .merge(closing)
-        .take_while(move |next| {
-            matches!(next, Next::Event(Ok(_)))
-                && console.still_authorized(&principal, token.as_deref())
+        .take_while(move |next| match next {
+            Next::Event(Ok(_)) => console.still_authorized(&principal, token.as_deref()),
+            Next::Event(Err(_)) => {
+                series::sse_dropped();
+                false
+            }
+            Next::Closing => false,
         })
         .filter_map(move |next| {
             let Next::Event(Ok(event)) = next else {

@@ -6,5 +6,6 @@ pub mod chats;
 pub mod events;
 pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod retention;
 pub mod send;
