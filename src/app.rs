@@ -40,6 +40,8 @@ pub enum StartError {
     Service(#[from] ServiceError),
     #[error("while serving: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("cannot write the log: {0}")]
+    Log(String),
     #[error("storage failed ({0}); restart the service to reopen the database")]
     Storage(String),
 }

@@ -258,6 +258,12 @@ pub struct MetricsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     pub level: String,
+    /// Also write the log to daily files in this directory (`sofiia-console.YYYY-MM-DD.log`);
+    /// stdout always gets it.
+    pub dir: Option<PathBuf>,
+    /// Daily files kept in `dir`, today's included; older ones are deleted at start and at
+    /// each day's rotation.
+    pub max_files: usize,
 }
 
 impl Default for Config {
@@ -296,6 +302,8 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             level: "info".into(),
+            dir: None,
+            max_files: 14,
         }
     }
 }
@@ -391,6 +399,7 @@ impl Config {
                 "must be a level (error, warn, info, debug, trace) or a tracing filter directive",
             ));
         }
+        self.within("log.max_files", self.log.max_files, 1, 3650)?;
         for (name, limit) in [
             ("rate_limit.chat", self.rate_limit.chat),
             ("rate_limit.operator", self.rate_limit.operator),

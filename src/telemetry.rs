@@ -1,33 +1,62 @@
-//! Structured logs: one JSON object per line on stdout (journald under systemd).
+//! Structured logs: one JSON object per line on stdout (journald under systemd) and, with
+//! `log.dir` set, in daily files there too.
 //!
 //! The field names are an interface for operators' log pipelines (SPEC §11): `ts`, `level`,
 //! `msg`, then the event's own fields (`request_id`, `route`, `status`, `latency_ms`, `event`, …).
-//! Writing happens on a background thread so a slow consumer never stalls a request.
+//! Writing happens on background threads so a slow consumer never stalls a request.
 
 use std::io::Write;
 use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id};
+use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
 use tracing_appender::non_blocking::WorkerGuard;
+use tracing_appender::rolling::{RollingFileAppender, Rotation};
+
+use crate::config::LogConfig;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the JSON logger. Keep the guard alive: dropping it flushes and stops the writer.
-pub fn init(level: &str) -> WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+/// File names in `log.dir`: `sofiia-console.YYYY-MM-DD.log`.
+const FILE_PREFIX: &str = "sofiia-console";
+const FILE_SUFFIX: &str = "log";
+
+/// Installs the JSON logger. Keep the guards alive: dropping them flushes and stops the
+/// writers.
+pub fn init(log: &LogConfig) -> Result<Vec<WorkerGuard>, String> {
+    let (stdout, stdout_guard) = tracing_appender::non_blocking(std::io::stdout());
     let filter = EnvFilter::builder()
-        .parse(level)
+        .parse(&log.level)
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let Some(dir) = &log.dir else {
+        tracing_subscriber::registry()
+            .with(JsonLines { writer: stdout }.with_filter(filter))
+            .init();
+        return Ok(vec![stdout_guard]);
+    };
+    let files = RollingFileAppender::builder()
+        .rotation(Rotation::DAILY)
+        .filename_prefix(FILE_PREFIX)
+        .filename_suffix(FILE_SUFFIX)
+        .max_log_files(log.max_files)
+        .build(dir)
+        .map_err(|e| format!("log.dir {}: {e}", dir.display()))?;
+    let (files, files_guard) = tracing_appender::non_blocking(files);
     tracing_subscriber::registry()
-        .with(JsonLines { writer }.with_filter(filter))
+        .with(
+            JsonLines {
+                writer: stdout.and(files),
+            }
+            .with_filter(filter),
+        )
         .init();
-    guard
+    Ok(vec![stdout_guard, files_guard])
 }
 
 struct JsonLines<W> {
@@ -47,6 +76,14 @@ where
         attrs.record(&mut FieldVisitor(&mut fields));
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(SpanFields(fields));
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id)
+            && let Some(SpanFields(fields)) = span.extensions_mut().get_mut::<SpanFields>()
+        {
+            values.record(&mut FieldVisitor(fields));
         }
     }
 

@@ -11,7 +11,7 @@ pub async fn run(args: ServeArgs) -> Result<(), StartError> {
         listen: args.listen,
         data_dir: args.config.data_dir,
     })?;
-    let _log_writer = telemetry::init(&config.log.level);
+    let _log_writers = telemetry::init(&config.log).map_err(StartError::Log)?;
     let app = Application::build(config).await?;
     app.run_until_stopped().await
 }

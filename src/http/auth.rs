@@ -50,6 +50,7 @@ impl FromRequestParts<Arc<Console>> for Caller {
                 return Err(ApiError::unauthorized());
             };
             audit.actor = Actor::of(&principal);
+            record_principal(&principal);
             return Ok(Caller { principal, audit });
         }
         // A session cookie that no longer opens a session (idle, logged out) is not a guess at a
@@ -58,6 +59,7 @@ impl FromRequestParts<Arc<Console>> for Caller {
             .and_then(|token| console.authenticate_session(token))
             .ok_or_else(ApiError::unauthorized)?;
         audit.actor = Actor::of(&principal);
+        record_principal(&principal);
         if !is_safe(&parts.method) && !has_csrf_header(&parts.headers) {
             return Err(ApiError::forbidden(audit.actor).with_message(
                 "requests made with the session cookie must carry X-Requested-With: sofiia-console",
@@ -65,6 +67,11 @@ impl FromRequestParts<Arc<Console>> for Caller {
         }
         Ok(Caller { principal, audit })
     }
+}
+
+/// Names the caller on the request's span, so that every log line of the request carries it.
+fn record_principal(principal: &Principal) {
+    tracing::Span::current().record("principal", principal.label());
 }
 
 /// The audit context of a request not (yet) authenticated: its id and address.

@@ -47,7 +47,12 @@ pub async fn observe(
     };
     let client_ip = client_ip(request.extensions());
     let is_api = request.uri().path().starts_with("/api");
-    let span = tracing::info_span!("request", request_id = %id);
+    // `principal` is filled in once the request is authenticated (`auth::Caller`).
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        principal = tracing::field::Empty
+    );
 
     let mut response = match refused {
         Some(refusal) => closing(ApiError::from(refusal)),

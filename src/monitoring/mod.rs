@@ -64,8 +64,99 @@ pub fn install() -> Option<PrometheusHandle> {
         "git_sha" => build_info::GIT_SHA
     )
     .set(1.0);
+    describe();
     series::register();
     Some(handle)
+}
+
+/// The `# HELP` line of every series, with its unit where it has one.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests served, by method, route template and status."
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Time to serve an HTTP request, by route template."
+    );
+    describe_counter!(
+        SENDS,
+        "Sends, by outcome: ok, degraded (stored without an agent reply), replayed, rejected (nothing stored), failed."
+    );
+    describe_counter!(
+        IDEMPOTENCY,
+        "Sends with an Idempotency-Key, by what the key led to: new, replay, mismatch, in_progress, takeover."
+    );
+    describe_counter!(RATE_LIMITED, "Sends refused by a rate limit, by scope.");
+    describe_counter!(AUDIT_EVENTS, "Audit events committed, by action.");
+    describe_counter!(
+        AUDIT_VERIFICATIONS,
+        "Audit chain verifications, by result: valid or invalid."
+    );
+    describe_counter!(AGENT_REQUESTS, "Calls to agent nodes, by node and outcome.");
+    describe_histogram!(
+        AGENT_DURATION,
+        Unit::Seconds,
+        "Time an agent node took to answer, by node."
+    );
+    describe_counter!(
+        DEGRADED,
+        "Sends answered without an agent reply, by reason code."
+    );
+    describe_histogram!(
+        DB_COMMIT_DURATION,
+        Unit::Seconds,
+        "Time of one group-commit write transaction, from its first operation to its durable commit."
+    );
+    describe_histogram!(
+        DB_BATCH_SIZE,
+        Unit::Count,
+        "Operations carried by one write transaction."
+    );
+    describe_gauge!(DB_SIZE, Unit::Bytes, "Size of the database file.");
+    describe_gauge!(
+        WRITER_QUEUE_DEPTH,
+        Unit::Count,
+        "Write operations waiting for the writer."
+    );
+    describe_gauge!(
+        WRITER_QUEUE_CAPACITY,
+        Unit::Count,
+        "Write operations the writer's queue holds before senders wait."
+    );
+    describe_gauge!(
+        DISK_FREE,
+        Unit::Bytes,
+        "Free space on the data directory's volume, as the service may use it."
+    );
+    describe_gauge!(
+        DISK_SIZE,
+        Unit::Bytes,
+        "Size of the data directory's volume."
+    );
+    describe_counter!(RETENTION_DELETED, "Rows deleted by retention, by class.");
+    describe_counter!(RETENTION_RUNS, "Retention runs ended, by status.");
+    describe_gauge!(
+        RETENTION_LAST_SUCCESS,
+        Unit::Seconds,
+        "When the last successful retention run finished (Unix time)."
+    );
+    describe_histogram!(
+        COMPACTION_PAUSE,
+        Unit::Seconds,
+        "Time the database was held for compaction."
+    );
+    describe_gauge!(SSE_SUBSCRIBERS, Unit::Count, "Open event streams.");
+    describe_counter!(
+        SSE_DROPPED,
+        "Event-stream subscribers dropped for falling behind."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the build's version and git commit as labels."
+    );
 }
 
 /// The text exposition of every metric.

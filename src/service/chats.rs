@@ -84,9 +84,18 @@ impl Console {
         limit: usize,
     ) -> Result<Slice<MessageJson>, ServiceError> {
         check_chat_id(chat_id)?;
-        self.store
+        let slice = self
+            .store
             .messages(chat_id, order, after, limit, PAGE_BYTES)?
-            .ok_or(ServiceError::NotFound("chat"))
+            .ok_or(ServiceError::NotFound("chat"))?;
+        tracing::info!(
+            event = "paginate",
+            chat_id,
+            count = slice.items.len(),
+            more = slice.more,
+            "message page read"
+        );
+        Ok(slice)
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::domain::audit::Context;
 use crate::domain::idempotency::{Fingerprint, IdempotencyKey, NextAction, decide};
@@ -68,6 +69,7 @@ impl Console {
             Ok(Admission::Lead(guard)) => self.lead(request, guard).await,
             Ok(Admission::Replay(response)) => {
                 series::send(SendOutcome::Replayed);
+                tracing::info!(event = "replay", chat_id = %request.chat_id, "send replayed");
                 Ok(response)
             }
             Err(error) => {
@@ -162,17 +164,17 @@ impl Console {
         guard: Option<LeaderGuard>,
     ) -> Result<SendResponse, ServiceError> {
         let console = self.clone();
-        tokio::spawn(async move {
-            let response = console.run(request).await;
-            drop(guard);
-            series::send(match &response {
-                Ok(answered) if answered.replayed => SendOutcome::Replayed,
-                Ok(answered) if answered.degraded => SendOutcome::Degraded,
-                Ok(_) => SendOutcome::Ok,
-                Err(error) => failure_outcome(error),
-            });
-            response
-        })
+        // In the request's span: the task's log lines carry its id and caller.
+        tokio::spawn(
+            async move {
+                let chat_id = request.chat_id.clone();
+                let response = console.run(request).await;
+                drop(guard);
+                log_and_count(&chat_id, &response);
+                response
+            }
+            .in_current_span(),
+        )
         .await
         .map_err(|e| ServiceError::Internal(format!("send task failed: {e}")))?
     }
@@ -318,6 +320,26 @@ impl Console {
             .await?;
         self.events.message_created(&chat_id, &finished.message);
         Ok((finished.body, degraded))
+    }
+}
+
+fn log_and_count(chat_id: &str, response: &Result<SendResponse, ServiceError>) {
+    let outcome = match response {
+        Ok(answered) if answered.replayed => SendOutcome::Replayed,
+        Ok(answered) if answered.degraded => SendOutcome::Degraded,
+        Ok(_) => SendOutcome::Ok,
+        Err(error) => failure_outcome(error),
+    };
+    series::send(outcome);
+    match outcome {
+        SendOutcome::Replayed => tracing::info!(event = "replay", chat_id, "send replayed"),
+        SendOutcome::Ok | SendOutcome::Degraded => tracing::info!(
+            event = "send",
+            chat_id,
+            degraded = outcome == SendOutcome::Degraded,
+            "message stored"
+        ),
+        SendOutcome::Rejected | SendOutcome::Failed => {}
     }
 }
 

@@ -13,6 +13,7 @@ mod fake_node;
 mod hardening;
 mod health;
 mod helpers;
+mod logs;
 mod metrics;
 mod paging;
 mod rate_limits;
