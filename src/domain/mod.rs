@@ -16,3 +16,11 @@ pub mod role;
 pub mod send;
 pub mod session;
 pub mod slug;
+
+use std::time::{Duration, UNIX_EPOCH};
+
+/// A Unix-millisecond instant as RFC 3339 in UTC, to the millisecond — how every API answer
+/// writes an instant.
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}

@@ -5,9 +5,10 @@
 //! carries them out — cannot disagree about what is old.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use super::rfc3339;
 
 const MINUTE_MS: u64 = 60_000;
 const HOUR_MS: u64 = 60 * MINUTE_MS;
@@ -329,10 +330,6 @@ impl From<Tally> for TallyView {
             newest_at: tally.newest_ms.map(rfc3339),
         }
     }
-}
-
-fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ pub enum Permission {
     ManageKeys,
     /// Run retention and read its job log.
     ManageRetention,
+    /// Read the system-health cards.
+    ReadSystemHealth,
 }
 
 impl Role {
@@ -30,7 +32,7 @@ impl Role {
         match self {
             Role::Admin => true,
             Role::Operator => matches!(permission, ReadChats | WriteChats),
-            Role::Viewer => matches!(permission, ReadChats),
+            Role::Viewer => matches!(permission, ReadChats | ReadSystemHealth),
             Role::Auditor => matches!(permission, ReadAudit),
         }
     }

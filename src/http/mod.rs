@@ -58,6 +58,7 @@ pub fn router(console: Arc<Console>, policy: &HttpPolicy, exporter: Exporter) ->
         .route("/api/chats/{id}/events", get(events::stream))
         .route("/api/admin/keys", get(keys::list).post(keys::create))
         .route("/api/admin/keys/{id}", delete(keys::revoke))
+        .route("/api/admin/system/health", get(health::system))
         .route("/api/admin/retention/run", post(retention::run))
         .route("/api/admin/retention/runs", get(retention::runs))
         .route("/api/admin/retention/runs/{id}", get(retention::run_entry))

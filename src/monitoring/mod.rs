@@ -10,6 +10,7 @@
 //! (`http`). An increment is then one atomic add — no lock, no allocation.
 
 pub mod http;
+pub mod recent;
 pub mod series;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};

@@ -1,13 +1,16 @@
 //! Counters with a fixed label set, registered once and kept: the send path increments an atomic,
-//! never looks a series up.
+//! never looks a series up. Beside some of them, a count over the last hour (`recent`) for the
+//! system-health cards.
 //!
 //! Every series here exists from the start at zero, so a rate over it is defined before its first
 //! event and an alert can tell "none happened" from "never measured".
 
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use metrics::Counter;
 
+use super::recent::RecentCount;
 use super::{
     AUDIT_EVENTS, AUDIT_VERIFICATIONS, DEGRADED, IDEMPOTENCY, RATE_LIMITED, RETENTION_DELETED,
     RETENTION_RUNS, SENDS, SSE_DROPPED,
@@ -130,8 +133,19 @@ static DEGRADED_REASONS: LazyLock<Family<5>> = LazyLock::new(|| {
 });
 static SSE_DROPS: LazyLock<Counter> = LazyLock::new(|| metrics::counter!(SSE_DROPPED));
 
+/// Sends of the last hour, whatever their outcome.
+static SENDS_RECENT: LazyLock<RecentCount> = LazyLock::new(RecentCount::default);
+/// Rate-limit refusals of the last hour, by `Scope` discriminant.
+static RATE_LIMITED_RECENT: LazyLock<[RecentCount; 2]> = LazyLock::new(Default::default);
+static DEGRADED_RECENT: LazyLock<RecentCount> = LazyLock::new(RecentCount::default);
+static SSE_DROPS_RECENT: LazyLock<RecentCount> = LazyLock::new(RecentCount::default);
+/// When this process last verified the audit chain (Unix ms; 0: not yet), and the verdict.
+static LAST_VERIFICATION_MS: AtomicU64 = AtomicU64::new(0);
+static LAST_VERIFICATION_VALID: AtomicBool = AtomicBool::new(false);
+
 pub fn send(outcome: SendOutcome) {
     SEND_OUTCOMES.0[outcome as usize].increment(1);
+    SENDS_RECENT.add();
 }
 
 pub fn idempotency(result: IdempotencyResult) {
@@ -140,6 +154,7 @@ pub fn idempotency(result: IdempotencyResult) {
 
 pub fn rate_limited(scope: Scope) {
     RATE_LIMITED_SCOPES.0[scope as usize].increment(1);
+    RATE_LIMITED_RECENT[scope as usize].add();
 }
 
 /// Audit events committed, by action: `counts[i]` of `Action::ALL[i]`.
@@ -153,14 +168,42 @@ pub fn audit_events(counts: &[u32; Action::ALL.len()]) {
 
 pub fn degraded(reason: DegradedReason) {
     DEGRADED_REASONS.0[reason as usize].increment(1);
+    DEGRADED_RECENT.add();
 }
 
-pub fn audit_verification(valid: bool) {
+pub fn audit_verification(valid: bool, at_ms: u64) {
     VERIFICATIONS.0[usize::from(!valid)].increment(1);
+    LAST_VERIFICATION_VALID.store(valid, Relaxed);
+    LAST_VERIFICATION_MS.store(at_ms, Relaxed);
 }
 
 pub fn sse_dropped() {
     SSE_DROPS.increment(1);
+    SSE_DROPS_RECENT.add();
+}
+
+/// Sends in the last `minutes` (current minute included).
+pub fn recent_sends(minutes: u64) -> u64 {
+    SENDS_RECENT.last(minutes)
+}
+
+pub fn recent_rate_limited(scope: Scope, minutes: u64) -> u64 {
+    RATE_LIMITED_RECENT[scope as usize].last(minutes)
+}
+
+pub fn recent_degraded(minutes: u64) -> u64 {
+    DEGRADED_RECENT.last(minutes)
+}
+
+pub fn recent_sse_drops(minutes: u64) -> u64 {
+    SSE_DROPS_RECENT.last(minutes)
+}
+
+/// The last verification of the audit chain in this process: when (Unix ms) and whether the
+/// chain was valid.
+pub fn last_verification() -> Option<(u64, bool)> {
+    let at_ms = LAST_VERIFICATION_MS.load(Relaxed);
+    (at_ms > 0).then(|| (at_ms, LAST_VERIFICATION_VALID.load(Relaxed)))
 }
 
 /// Registers every fixed series at zero (the recorder has just been installed).

@@ -24,13 +24,16 @@ use leaky_bucket::RateLimiter;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::clock::Clock;
 use crate::config::{AgentsConfig, ConfigError, NodeConfig};
 use crate::domain::message::{Message, MessageRole};
 use crate::domain::send::{Answer, DegradedReason};
 use crate::monitoring;
+use crate::monitoring::recent::RecentCount;
 
 pub struct Agents {
     nodes: Vec<Node>,
+    clock: Clock,
     context_messages: usize,
     system_prompt: Option<String>,
     breaker: BreakerPolicy,
@@ -51,6 +54,28 @@ struct Node {
     timeout: Duration,
     pacer: RateLimiter,
     circuit: Mutex<Circuit>,
+    history: Mutex<CallHistory>,
+    errors: RecentCount,
+}
+
+/// When the node last answered and last failed (clock ms), and how.
+#[derive(Debug, Default, Clone, Copy)]
+struct CallHistory {
+    last_success_ms: Option<u64>,
+    last_error: Option<(u64, &'static str)>,
+}
+
+/// One node as the system-health card shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeHealth {
+    pub name: String,
+    /// `closed` (calls flow), `open` (skipped until its probe) or `half_open` (a probe may go).
+    pub circuit: &'static str,
+    pub last_success_ms: Option<u64>,
+    pub last_error_ms: Option<u64>,
+    /// The failed call's outcome, as `sofiia_agent_requests_total` labels it.
+    pub last_error: Option<&'static str>,
+    pub errors_last_hour: u64,
 }
 
 /// A node's circuit: closed (calls flow), open until an instant (calls skip the node), or
@@ -90,6 +115,18 @@ impl std::fmt::Display for Failure {
 }
 
 impl Failure {
+    /// The call's outcome as a metric label.
+    fn outcome(&self) -> &'static str {
+        match self {
+            Failure::Paced => "paced",
+            Failure::Timeout => "timeout",
+            Failure::Unreachable(_) => "unreachable",
+            Failure::Status(_) => "error_status",
+            Failure::RateLimited => "rate_limited",
+            Failure::Malformed(_) => "malformed",
+        }
+    }
+
     fn reason(&self) -> DegradedReason {
         match self {
             Failure::Paced | Failure::Timeout => DegradedReason::LlmTimeout,
@@ -130,7 +167,7 @@ struct Turn<'a> {
 }
 
 impl Agents {
-    pub fn from_config(config: &AgentsConfig) -> Result<Self, ConfigError> {
+    pub fn from_config(config: &AgentsConfig, clock: Clock) -> Result<Self, ConfigError> {
         let mut shared: Option<reqwest::Client> = None;
         let mut nodes = Vec::with_capacity(config.nodes.len());
         for (i, node) in config.nodes.iter().enumerate() {
@@ -145,6 +182,7 @@ impl Agents {
         }
         Ok(Self {
             nodes,
+            clock,
             context_messages: config.context_messages,
             system_prompt: config.system_prompt.clone(),
             breaker: BreakerPolicy {
@@ -174,6 +212,34 @@ impl Agents {
                     .is_some_and(|until| now < until)
             })
             .map(|n| n.name.as_str())
+            .collect()
+    }
+
+    /// Every node's circuit and recent calls, in configuration order.
+    pub fn health(&self, now: Instant) -> Vec<NodeHealth> {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let circuit = match node
+                    .circuit
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .open_until
+                {
+                    None => "closed",
+                    Some(until) if now < until => "open",
+                    Some(_) => "half_open",
+                };
+                let history = *node.history.lock().unwrap_or_else(PoisonError::into_inner);
+                NodeHealth {
+                    name: node.name.clone(),
+                    circuit,
+                    last_success_ms: history.last_success_ms,
+                    last_error_ms: history.last_error.map(|(at, _)| at),
+                    last_error: history.last_error.map(|(_, outcome)| outcome),
+                    errors_last_hour: node.errors.last(60),
+                }
+            })
             .collect()
     }
 
@@ -207,6 +273,7 @@ impl Agents {
             let started = Instant::now();
             let result = node.call(self.request(node, history)).await;
             record(&node.name, &result, started.elapsed());
+            node.remember(&result, self.clock.now_ms());
             match result {
                 Ok((text, model)) => {
                     node.succeeded();
@@ -294,7 +361,20 @@ impl Node {
                 .interval(Duration::from_secs(1) / config.max_rps)
                 .build(),
             circuit: Mutex::default(),
+            history: Mutex::default(),
+            errors: RecentCount::default(),
         })
+    }
+
+    fn remember(&self, result: &Result<(String, String), Failure>, now_ms: u64) {
+        let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(_) => history.last_success_ms = Some(now_ms),
+            Err(failure) => {
+                history.last_error = Some((now_ms, failure.outcome()));
+                self.errors.add();
+            }
+        }
     }
 
     /// One call, paced and bounded by the node's timeout (the wait for the pacer included).
@@ -432,15 +512,7 @@ fn causes(error: &dyn Error) -> String {
 
 /// `sofiia_agent_requests_total{node,outcome}` and the call's duration.
 fn record(node: &str, result: &Result<(String, String), Failure>, took: Duration) {
-    let outcome = match result {
-        Ok(_) => "ok",
-        Err(Failure::Paced) => "paced",
-        Err(Failure::Timeout) => "timeout",
-        Err(Failure::Unreachable(_)) => "unreachable",
-        Err(Failure::Status(_)) => "error_status",
-        Err(Failure::RateLimited) => "rate_limited",
-        Err(Failure::Malformed(_)) => "malformed",
-    };
+    let outcome = result.as_ref().map_or_else(Failure::outcome, |_| "ok");
     metrics::counter!(monitoring::AGENT_REQUESTS, "node" => node.to_owned(), "outcome" => outcome)
         .increment(1);
     metrics::histogram!(monitoring::AGENT_DURATION, "node" => node.to_owned())

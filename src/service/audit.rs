@@ -34,7 +34,7 @@ impl Console {
 
     pub async fn verify_audit(&self, ctx: &Context) -> Result<Verification, ServiceError> {
         let report = self.store.verify_audit()?;
-        series::audit_verification(report.valid);
+        series::audit_verification(report.valid, self.clock.now_ms());
         let mut verified = ctx
             .draft(
                 self.clock.now_ms(),

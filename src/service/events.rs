@@ -6,6 +6,7 @@
 //! every stream is ended, so open streams do not hold the drain up.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use tokio::sync::{broadcast, watch};
 
@@ -24,6 +25,8 @@ pub struct ChatEvent {
 
 pub struct Events {
     sender: broadcast::Sender<ChatEvent>,
+    /// Events handed to subscribers since the start.
+    published: AtomicU64,
     closing: watch::Sender<bool>,
 }
 
@@ -31,6 +34,7 @@ impl Default for Events {
     fn default() -> Self {
         Self {
             sender: broadcast::channel(CAPACITY).0,
+            published: AtomicU64::new(0),
             closing: watch::channel(false).0,
         }
     }
@@ -43,12 +47,17 @@ impl Events {
             return;
         }
         let json = serde_json::to_string(&message.view()).unwrap_or_default();
+        self.published.fetch_add(1, Relaxed);
         // An error only means every subscriber left meanwhile.
         let _ = self.sender.send(ChatEvent {
             chat_id: chat_id.into(),
             seq: message.seq,
             json: json.into(),
         });
+    }
+
+    pub fn published(&self) -> u64 {
+        self.published.load(Relaxed)
     }
 
     /// Open streams.

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::Console;
+use super::system_health::{CardStatus, retention_verdict};
 
 /// Ordered so the worst check decides the overall status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -60,6 +61,31 @@ impl Console {
             free: stats.f_bavail.saturating_mul(stats.f_frsize),
             total: stats.f_blocks.saturating_mul(stats.f_frsize).max(1),
         })
+    }
+
+    /// Retention by the job log, as its system-health card rates it — but never worse than
+    /// `degraded`: retention falling behind needs an operator, not a restart, and `/api/health`
+    /// answers `503` only for what stops the service serving. (`unknown`, before the first run,
+    /// is `ok`.)
+    pub fn retention_check(&self) -> Check {
+        let state = match self.retention_state() {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::error!(event = "health", %error, "retention check failed");
+                return Check::new(Status::Error, "the retention job log cannot be read");
+            }
+        };
+        let (status, detail) = retention_verdict(
+            state.latest.map(|run| run.status),
+            state.last_success_ms,
+            state.consecutive_failures,
+            self.clock.now_ms(),
+        );
+        let status = match status {
+            CardStatus::Unknown | CardStatus::Ok => Status::Ok,
+            CardStatus::Degraded | CardStatus::Error => Status::Degraded,
+        };
+        Check::new(status, detail)
     }
 
     pub fn disk_check(&self) -> Check {

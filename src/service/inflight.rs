@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -15,7 +16,8 @@ type Slot = (String, String);
 
 #[derive(Default)]
 pub struct Inflight {
-    leaders: Mutex<HashMap<Slot, watch::Receiver<()>>>,
+    /// Each key worked on, with when its leader began.
+    leaders: Mutex<HashMap<Slot, (watch::Receiver<()>, Instant)>>,
 }
 
 pub enum Turn {
@@ -37,16 +39,25 @@ impl Inflight {
     pub fn join(self: &Arc<Self>, scope: &str, key: &str) -> Turn {
         let slot = (scope.to_owned(), key.to_owned());
         let mut leaders = self.leaders.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(receiver) = leaders.get(&slot) {
+        if let Some((receiver, _)) = leaders.get(&slot) {
             return Turn::Follow(Finished(receiver.clone()));
         }
         let (done, receiver) = watch::channel(());
-        leaders.insert(slot.clone(), receiver);
+        leaders.insert(slot.clone(), (receiver, Instant::now()));
         Turn::Lead(LeaderGuard {
             registry: self.clone(),
             slot,
             _done: done,
         })
+    }
+}
+
+impl Inflight {
+    /// Keys being worked on, and how long the oldest of them has been.
+    pub fn in_progress(&self) -> (usize, Option<Duration>) {
+        let leaders = self.leaders.lock().unwrap_or_else(PoisonError::into_inner);
+        let oldest = leaders.values().map(|(_, began)| began.elapsed()).max();
+        (leaders.len(), oldest)
     }
 }
 

@@ -16,6 +16,7 @@ pub mod lockout;
 pub mod retention;
 pub mod send;
 pub mod sessions;
+pub mod system_health;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -92,7 +93,7 @@ impl Console {
             keys,
             clock,
             send_settings: SendSettings::from_config(config),
-            agents: Agents::from_config(&config.agents)
+            agents: Agents::from_config(&config.agents, clock)
                 .map_err(|e| ServiceError::Internal(e.to_string()))?,
             events: Events::default(),
             retention: Retention::new(RetentionSettings::from_config(config)),

@@ -197,6 +197,36 @@ impl Console {
         Ok(())
     }
 
+    /// What the job log says of real runs: the latest, the last success, failures in a row
+    /// since it, and when the schedule runs next.
+    pub fn retention_state(&self) -> Result<RetentionState, ServiceError> {
+        let runs = self.store.retention_runs(None, STATE_RUNS)?;
+        let mut real = runs.into_iter().filter(|run| !run.dry_run);
+        let latest = real.next();
+        let mut consecutive_failures = 0;
+        let mut last_success_ms = None;
+        for run in latest.iter().cloned().chain(real) {
+            match run.status {
+                RunStatus::Ok => {
+                    last_success_ms = run.finished_ms;
+                    break;
+                }
+                RunStatus::Failed | RunStatus::Interrupted => consecutive_failures += 1,
+                RunStatus::Running | RunStatus::Cancelled => {}
+            }
+        }
+        Ok(RetentionState {
+            latest,
+            last_success_ms,
+            consecutive_failures,
+            next_run_ms: self
+                .retention
+                .settings
+                .schedule
+                .next_after(self.clock.now_ms()),
+        })
+    }
+
     pub fn retention_runs(
         &self,
         before_id: Option<u64>,
@@ -431,6 +461,21 @@ impl Console {
             }
         }
     }
+}
+
+/// Job log entries looked at for `retention_state`: failures in a row beyond this many are
+/// reported as this many.
+const STATE_RUNS: usize = 50;
+
+/// Retention as the job log has it.
+#[derive(Debug, Clone)]
+pub struct RetentionState {
+    /// The latest real (not dry) run.
+    pub latest: Option<Run>,
+    pub last_success_ms: Option<u64>,
+    /// Real runs that failed or were interrupted since the last success.
+    pub consecutive_failures: u32,
+    pub next_run_ms: u64,
 }
 
 /// An opened run and the hold that makes it the only one.

@@ -10,6 +10,7 @@ mod batch;
 pub mod chats;
 pub mod codec;
 mod database;
+pub mod figures;
 pub mod idempotency;
 pub mod keys;
 pub mod lockouts;

@@ -29,11 +29,13 @@
 //! A task that needs the file to itself takes the gate's exclusive hold (`database`), so writes
 //! queue and reads wait while it runs.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use metrics::Histogram;
+use parking_lot::Mutex;
 
 use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -55,6 +57,31 @@ const QUEUE_DEPTH: usize = 4096;
 pub struct Writer {
     queue: mpsc::Sender<Work>,
     failure: watch::Receiver<Option<String>>,
+    commits: Arc<RecentCommits>,
+}
+
+/// How long the last `RECENT_COMMITS` write transactions took: the health card's commit p95,
+/// read from memory.
+#[derive(Default)]
+struct RecentCommits(Mutex<VecDeque<Duration>>);
+
+const RECENT_COMMITS: usize = 1024;
+
+impl RecentCommits {
+    fn record(&self, took: Duration) {
+        let mut durations = self.0.lock();
+        if durations.len() == RECENT_COMMITS {
+            durations.pop_front();
+        }
+        durations.push_back(took);
+    }
+
+    fn p95(&self) -> Option<Duration> {
+        let mut durations: Vec<Duration> = self.0.lock().iter().copied().collect();
+        durations.sort_unstable();
+        let at = (durations.len() * 95).div_ceil(100).checked_sub(1)?;
+        durations.get(at).copied()
+    }
 }
 
 /// The writer thread; joining it waits until every queued operation has been committed.
@@ -77,10 +104,28 @@ impl Writer {
     ) -> std::io::Result<(Writer, WriterThread)> {
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
         let (failed, failure) = watch::channel(None);
+        let commits = Arc::new(RecentCommits::default());
+        let timing = CommitTiming {
+            duration: metrics::histogram!(monitoring::DB_COMMIT_DURATION),
+            batch_size: metrics::histogram!(monitoring::DB_BATCH_SIZE),
+            recent: commits.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("sofiia-writer".into())
-            .spawn(move || run(&db, &published, receiver, &failed))?;
-        Ok((Writer { queue, failure }, WriterThread(thread)))
+            .spawn(move || run(&db, &published, &timing, receiver, &failed))?;
+        Ok((
+            Writer {
+                queue,
+                failure,
+                commits,
+            },
+            WriterThread(thread),
+        ))
+    }
+
+    /// The 95th percentile of the last write transactions' durations; `None` before the first.
+    pub fn commit_p95(&self) -> Option<Duration> {
+        self.commits.p95()
     }
 
     /// Operations the queue holds; at `QUEUE_CAPACITY` senders wait.
@@ -207,14 +252,11 @@ where
 fn run(
     db: &Gated,
     published: &Published,
+    timing: &CommitTiming,
     mut receiver: mpsc::Receiver<Work>,
     failed: &watch::Sender<Option<String>>,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
-    let timing = CommitTiming {
-        duration: metrics::histogram!(monitoring::DB_COMMIT_DURATION),
-        batch_size: metrics::histogram!(monitoring::DB_BATCH_SIZE),
-    };
     while let Some(first) = receiver.blocking_recv() {
         // A task waits for the operations queued before it, and runs before those after it.
         let mut task = None;
@@ -230,7 +272,7 @@ fn run(
             }
         }
         if !batch.is_empty()
-            && let Err(cause) = commit_and_answer(db, published, &timing, &mut batch)
+            && let Err(cause) = commit_and_answer(db, published, timing, &mut batch)
         {
             stop(receiver, failed, task, cause);
             return;
@@ -246,6 +288,7 @@ fn run(
 struct CommitTiming {
     duration: Histogram,
     batch_size: Histogram,
+    recent: Arc<RecentCommits>,
 }
 
 /// Commits the batch and answers its callers; the cause when storage failed for good.
@@ -257,7 +300,9 @@ fn commit_and_answer(
 ) -> Result<(), String> {
     let started = Instant::now();
     let outcome = commit_batch(&db.for_writing(), published, batch);
-    timing.duration.record(started.elapsed().as_secs_f64());
+    let took = started.elapsed();
+    timing.duration.record(took.as_secs_f64());
+    timing.recent.record(took);
     timing.batch_size.record(batch.len() as f64);
     if let Err(error) = &outcome {
         tracing::error!(event = "commit_failed", batch = batch.len(), %error, "write batch aborted");

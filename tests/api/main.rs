@@ -22,4 +22,5 @@ mod route_table;
 mod schema;
 mod send_idempotency;
 mod sessions;
+mod system_health;
 mod writer_failures;

@@ -30,6 +30,7 @@ const READ_CHATS: Admits = Admits::Roles(&["admin", "operator", "viewer"]);
 const WRITE_CHATS: Admits = Admits::Roles(&["admin", "operator"]);
 const ADMIN: Admits = Admits::Roles(&["admin"]);
 const AUDIT: Admits = Admits::Roles(&["admin", "auditor"]);
+const SYSTEM_HEALTH: Admits = Admits::Roles(&["admin", "viewer"]);
 
 fn routes() -> Vec<Route> {
     use Admits::*;
@@ -70,6 +71,12 @@ fn routes() -> Vec<Route> {
             Method::POST,
             "/api/chats/{chat}/send",
             WRITE_CHATS,
+            StatusCode::OK,
+        ),
+        route(
+            Method::GET,
+            "/api/admin/system/health",
+            SYSTEM_HEALTH,
             StatusCode::OK,
         ),
         route(Method::GET, "/api/admin/keys", ADMIN, StatusCode::OK),

@@ -9,8 +9,12 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 
 use crate::build_info;
+use crate::domain::role::Permission;
+use crate::http::auth::Caller;
+use crate::http::error::ApiError;
 use crate::service::Console;
 use crate::service::health::{Check, Status};
+use crate::service::system_health::SystemHealth;
 
 /// `GET /livez`: no I/O at all; also the benchmark's ceiling.
 pub async fn livez() -> &'static str {
@@ -31,6 +35,7 @@ struct Checks {
     database: Check,
     disk: Check,
     agents: Check,
+    retention: Check,
 }
 
 /// `GET /api/health`: `503` when any check is in error.
@@ -39,12 +44,18 @@ pub async fn health(State(console): State<Arc<Console>>) -> impl IntoResponse {
         database: console.database_check(),
         disk: console.disk_check(),
         agents: console.agents_check(),
+        retention: console.retention_check(),
     };
-    let status = [&checks.database, &checks.disk, &checks.agents]
-        .into_iter()
-        .map(|c| c.status)
-        .max()
-        .unwrap_or(Status::Ok);
+    let status = [
+        &checks.database,
+        &checks.disk,
+        &checks.agents,
+        &checks.retention,
+    ]
+    .into_iter()
+    .map(|c| c.status)
+    .max()
+    .unwrap_or(Status::Ok);
     let code = if status == Status::Error {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -58,4 +69,13 @@ pub async fn health(State(console): State<Arc<Console>>) -> impl IntoResponse {
         checks,
     };
     (code, Json(body))
+}
+
+/// `GET /api/admin/system/health`: the system-health cards (admin, viewer).
+pub async fn system(
+    State(console): State<Arc<Console>>,
+    caller: Caller,
+) -> Result<Json<SystemHealth>, ApiError> {
+    caller.may(Permission::ReadSystemHealth)?;
+    Ok(Json(console.system_health()))
 }
