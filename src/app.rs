@@ -15,6 +15,7 @@ use crate::http::HttpPolicy;
 use crate::http::limits::LimitSettings;
 use crate::http::routes::metrics::Exporter;
 use crate::http::serve::ConnectionLimits;
+use crate::service::events::{self, AuditToBus};
 use crate::service::{Console, ServiceError, denials, retention};
 use crate::store::{OpenError, Store, WriterThread};
 use crate::{build_info, failpoints, http, monitoring};
@@ -69,6 +70,10 @@ impl Application {
         prepare_data_dir(&config.data_dir)?;
         let (store, writer) = Store::open(&config.database_path())?;
         let console = Console::open(store, clock, &config, config.admin_token()?)?;
+        console
+            .store
+            .published()
+            .listen_to_audit(Arc::new(AuditToBus(console.bus.clone())));
         console.close_interrupted_runs().await?;
         console.publish_retention_state()?;
         let admin_key_path = config.admin_key_path();
@@ -138,6 +143,7 @@ impl Application {
         );
         let housekeeping = tokio::spawn(housekeeping(Arc::downgrade(&console)));
         let schedule = tokio::spawn(retention::schedule(Arc::downgrade(&console)));
+        let watcher = tokio::spawn(events::watch(Arc::downgrade(&console)));
         let router = http::router(console.clone(), &policy, exporter);
         let closing = console.clone();
         let writer_handle = console.store.writer().clone();
@@ -154,13 +160,14 @@ impl Application {
                     Some(cause)
                 }
             };
-            closing.events.close();
+            closing.bus.close();
             storage_failed
         };
         let storage_failed = http::serve::serve(listener, router, connections, stop).await;
         // A retention run stops at its next batch and records how far it got.
         console.retention.stop(RETENTION_STOP_LIMIT).await;
         schedule.abort();
+        watcher.abort();
         housekeeping.abort();
         console.flush_denials().await;
         record(&console, Action::ServiceStop).await;

@@ -47,6 +47,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    pub events: EventsConfig,
     /// Which source set each key, so a value refused after merging is traced to where it came
     /// from.
     #[serde(skip)]
@@ -246,6 +247,24 @@ impl Default for RetentionConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Events kept for clients reconnecting with `Last-Event-ID`.
+    pub ring_size: usize,
+    /// Events a stream's client may fall behind by before it is dropped (it reconnects).
+    pub subscriber_queue: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            ring_size: 1000,
+            subscriber_queue: 256,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
@@ -284,6 +303,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            events: EventsConfig::default(),
             sources: Sources::default(),
         }
     }
@@ -400,6 +420,13 @@ impl Config {
             ));
         }
         self.within("log.max_files", self.log.max_files, 1, 3650)?;
+        self.within("events.ring_size", self.events.ring_size, 1, 100_000)?;
+        self.within(
+            "events.subscriber_queue",
+            self.events.subscriber_queue,
+            1,
+            100_000,
+        )?;
         for (name, limit) in [
             ("rate_limit.chat", self.rate_limit.chat),
             ("rate_limit.operator", self.rate_limit.operator),

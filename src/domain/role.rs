@@ -24,6 +24,8 @@ pub enum Permission {
     ManageRetention,
     /// Read the system-health cards.
     ReadSystemHealth,
+    /// Watch the admin event stream.
+    WatchEvents,
 }
 
 impl Role {

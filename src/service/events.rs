@@ -1,81 +1,121 @@
-//! Live chat events for `GET /api/chats/{id}/events` (SSE), published after each commit.
-//!
-//! One broadcast channel carries every chat's `message.created` events; a subscriber filters its
-//! chat. The channel is bounded: a subscriber that falls more than `CAPACITY` events behind is
-//! dropped (its stream ends and the client reconnects) — it can never hold up a send. At shutdown
-//! every stream is ended, so open streams do not hold the drain up.
+//! What goes on the event bus, by topic: `chats` (`message.created`, after each commit),
+//! `audit` (`audit.appended`, told by the writer after each commit), `retention`
+//! (`retention.started`, `retention.finished`), `agents` (`agent.circuit`, when a node's circuit
+//! changes) and `health` (`health.changed`, when a system-health card changes status). The last
+//! two are found by a watcher that looks every `WATCH_INTERVAL` and publishes differences only.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, watch};
+use serde_json::json;
 
+use super::Console;
+use super::bus::{Bus, Topic};
+use crate::domain::audit::Event;
 use crate::domain::message::Message;
+use crate::domain::retention::{Run, RunView};
+use crate::store::published::AuditListener;
 
-const CAPACITY: usize = 1024;
+/// How often agent circuits and card statuses are compared with what was last published.
+const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+/// Card statuses are compared every this many watches (they cost a few reads).
+const HEALTH_EVERY: u32 = 5;
 
-/// A committed message, rendered once for every subscriber.
-#[derive(Debug, Clone)]
-pub struct ChatEvent {
-    pub chat_id: Arc<str>,
-    /// The message's `seq`: the SSE event id.
-    pub seq: u64,
-    pub json: Arc<str>,
-}
+impl Console {
+    /// A message committed in `chat_id`.
+    pub fn message_created(&self, chat_id: &str, message: &Message) {
+        self.bus.publish(
+            Topic::Chats,
+            "message.created",
+            Some((chat_id, message.seq)),
+            || serde_json::to_string(&message.view()).unwrap_or_default(),
+        );
+    }
 
-pub struct Events {
-    sender: broadcast::Sender<ChatEvent>,
-    /// Events handed to subscribers since the start.
-    published: AtomicU64,
-    closing: watch::Sender<bool>,
-}
+    pub fn retention_started(&self, run: &Run) {
+        self.bus
+            .publish(Topic::Retention, "retention.started", None, || {
+                serde_json::to_string(&RunView::from(run.clone())).unwrap_or_default()
+            });
+    }
 
-impl Default for Events {
-    fn default() -> Self {
-        Self {
-            sender: broadcast::channel(CAPACITY).0,
-            published: AtomicU64::new(0),
-            closing: watch::channel(false).0,
-        }
+    pub fn retention_finished(&self, run: &Run) {
+        self.bus
+            .publish(Topic::Retention, "retention.finished", None, || {
+                serde_json::to_string(&RunView::from(run.clone())).unwrap_or_default()
+            });
     }
 }
 
-impl Events {
-    /// Announces a committed message. With nobody listening this costs one check.
-    pub fn message_created(&self, chat_id: &str, message: &Message) {
-        if self.sender.receiver_count() == 0 {
-            return;
-        }
-        let json = serde_json::to_string(&message.view()).unwrap_or_default();
-        self.published.fetch_add(1, Relaxed);
-        // An error only means every subscriber left meanwhile.
-        let _ = self.sender.send(ChatEvent {
-            chat_id: chat_id.into(),
-            seq: message.seq,
-            json: json.into(),
+/// Publishes each committed audit event as `audit.appended`.
+pub struct AuditToBus(pub Arc<Bus>);
+
+impl AuditListener for AuditToBus {
+    fn listening(&self) -> bool {
+        self.0.watched()
+    }
+
+    fn committed(&self, event: &Event) {
+        self.0.publish(Topic::Audit, "audit.appended", None, || {
+            event.to_json().to_string()
         });
     }
+}
 
-    pub fn published(&self) -> u64 {
-        self.published.load(Relaxed)
-    }
-
-    /// Open streams.
-    pub fn subscribers(&self) -> usize {
-        self.sender.receiver_count()
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<ChatEvent> {
-        self.sender.subscribe()
-    }
-
-    /// Turns true when the service stops: streams end then.
-    pub fn closing(&self) -> watch::Receiver<bool> {
-        self.closing.subscribe()
-    }
-
-    /// Ends every stream (shutdown).
-    pub fn close(&self) {
-        self.closing.send_replace(true);
+/// Publishes agent circuit changes and system-health status changes until the console is gone.
+pub async fn watch(console: Weak<Console>) {
+    let mut ticks = tokio::time::interval(WATCH_INTERVAL);
+    let mut circuits: BTreeMap<String, &'static str> = BTreeMap::new();
+    let mut statuses = String::new();
+    let mut watches = 0u32;
+    loop {
+        ticks.tick().await;
+        let Some(console) = console.upgrade() else {
+            return;
+        };
+        if !console.bus.watched() {
+            continue;
+        }
+        for node in console.agents.health(Instant::now()) {
+            let seen = circuits.insert(node.name.clone(), node.circuit);
+            if seen.is_some_and(|seen| seen != node.circuit) {
+                console
+                    .bus
+                    .publish(Topic::Agents, "agent.circuit", None, || {
+                        json!({
+                            "node": node.name,
+                            "circuit": node.circuit,
+                            "last_error": node.last_error,
+                            "errors_last_hour": node.errors_last_hour,
+                        })
+                        .to_string()
+                    });
+            }
+        }
+        watches += 1;
+        if watches % HEALTH_EVERY == 1 {
+            let health = console.system_health();
+            let now = json!({
+                "status": health.status,
+                "cards": {
+                    "database": health.cards.database.status,
+                    "disk": health.cards.disk.status,
+                    "agents": health.cards.agents.status,
+                    "idempotency": health.cards.idempotency.status,
+                    "rate_limits": health.cards.rate_limits.status,
+                    "retention": health.cards.retention.status,
+                    "audit": health.cards.audit.status,
+                    "sse": health.cards.sse.status,
+                },
+            })
+            .to_string();
+            if !statuses.is_empty() && statuses != now {
+                console
+                    .bus
+                    .publish(Topic::Health, "health.changed", None, || now.clone());
+            }
+            statuses = now;
+        }
     }
 }

@@ -17,6 +17,6 @@ impl Console {
             metrics::gauge!(DISK_FREE).set(disk.free as f64);
             metrics::gauge!(DISK_SIZE).set(disk.total as f64);
         }
-        metrics::gauge!(SSE_SUBSCRIBERS).set(self.events.subscribers() as f64);
+        metrics::gauge!(SSE_SUBSCRIBERS).set(self.bus.subscribers() as f64);
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod bus;
 pub mod chats;
 pub mod denials;
 pub mod events;
@@ -28,8 +29,8 @@ use crate::domain::rate::{Quota, Scope, SendLimits};
 use crate::store::audit::StreamLimits;
 use crate::store::{Store, StoreError};
 use agents::Agents;
+use bus::{Bus, BusSettings};
 use denials::Denials;
-use events::Events;
 use inflight::Inflight;
 use keys::Keys;
 use lockout::{LockoutPolicy, Lockouts};
@@ -67,7 +68,7 @@ pub struct Console {
     pub clock: Clock,
     pub send_settings: SendSettings,
     pub agents: Agents,
-    pub events: Events,
+    pub bus: Arc<Bus>,
     pub retention: Retention,
     data_dir: PathBuf,
     stream_limits: StreamLimits,
@@ -95,7 +96,10 @@ impl Console {
             send_settings: SendSettings::from_config(config),
             agents: Agents::from_config(&config.agents, clock)
                 .map_err(|e| ServiceError::Internal(e.to_string()))?,
-            events: Events::default(),
+            bus: Arc::new(Bus::new(BusSettings {
+                ring_size: config.events.ring_size,
+                subscriber_queue: config.events.subscriber_queue,
+            })),
             retention: Retention::new(RetentionSettings::from_config(config)),
             data_dir: config.data_dir.clone(),
             stream_limits: StreamLimits {

@@ -283,6 +283,7 @@ impl Console {
             self.store.file_bytes(),
         );
         let run = self.store.open_run(run).await?;
+        self.retention_started(&run);
         tracing::info!(
             event = "retention_started",
             run_id = run.id,
@@ -333,6 +334,7 @@ impl Console {
             outcome,
         );
         let run = self.store.close_run(run.id, closing, audit).await?;
+        self.retention_finished(&run);
         record_metrics(&run);
         tracing::info!(
             event = "retention_finished",

@@ -256,13 +256,12 @@ impl Console {
             }
         };
         if !took_over {
-            self.events.message_created(&request.chat_id, &operator);
+            self.message_created(&request.chat_id, &operator);
         }
         let (body, degraded) = match finished {
             Some(finished) => {
                 series::degraded(DegradedReason::LlmUnconfigured);
-                self.events
-                    .message_created(&request.chat_id, &finished.message);
+                self.message_created(&request.chat_id, &finished.message);
                 (finished.body, true)
             }
             None => {
@@ -318,7 +317,7 @@ impl Console {
                 audit,
             })
             .await?;
-        self.events.message_created(&chat_id, &finished.message);
+        self.message_created(&chat_id, &finished.message);
         Ok((finished.body, degraded))
     }
 }

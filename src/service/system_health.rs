@@ -420,8 +420,8 @@ impl Console {
 
     fn sse_card(&self) -> Card<SseFigures> {
         let figures = SseFigures {
-            subscribers: self.events.subscribers(),
-            events_published: self.events.published(),
+            subscribers: self.bus.subscribers(),
+            events_published: self.bus.published(),
             dropped_last_hour: series::recent_sse_drops(60),
             dropped_recently: series::recent_sse_drops(RECENT_MINUTES),
         };

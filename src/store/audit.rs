@@ -125,7 +125,7 @@ pub(super) fn append(t: &mut WriteTables<'_>, draft: Draft) -> Result<Event, Sto
         hash: event.hash,
     };
     t.set_audit_head(new_head);
-    t.count_audit_event(event.record.action);
+    t.appended_audit_event(&event);
     Ok(event)
 }
 

@@ -29,7 +29,7 @@ use super::tables::{
     IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META, RATE_WINDOWS, RETENTION_RUNS, SESSIONS,
     chat_index_key,
 };
-use crate::domain::audit::Action;
+use crate::domain::audit::{Action, Event};
 use crate::domain::chat::Chat;
 use crate::domain::rate::Scope;
 
@@ -66,6 +66,8 @@ struct Pending {
     audit_head: Option<Head>,
     /// Audit events appended, by `Action` discriminant.
     audit_events: [u32; Action::ALL.len()],
+    /// The events themselves, when someone is told of each once committed.
+    audit_appended: Option<Vec<Event>>,
 }
 
 struct PendingChat {
@@ -91,7 +93,12 @@ impl Windows for WriteTables<'_> {
 }
 
 impl<'t> WriteTables<'t> {
-    pub fn open(txn: &'t WriteTransaction) -> Result<Self, redb::TableError> {
+    /// The batch's tables; `keep_audit_events` keeps a copy of each appended audit event for
+    /// `Committed`.
+    pub fn open(
+        txn: &'t WriteTransaction,
+        keep_audit_events: bool,
+    ) -> Result<Self, redb::TableError> {
         Ok(Self {
             messages: txn.open_table(MESSAGES)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
@@ -111,7 +118,10 @@ impl<'t> WriteTables<'t> {
             chats: txn.open_table(CHATS)?,
             chat_index: txn.open_table(CHAT_INDEX)?,
             rate_windows: txn.open_table(RATE_WINDOWS)?,
-            pending: Pending::default(),
+            pending: Pending {
+                audit_appended: keep_audit_events.then(Vec::new),
+                ..Pending::default()
+            },
             changes: Vec::new(),
         })
     }
@@ -207,8 +217,12 @@ impl<'t> WriteTables<'t> {
         self.pending.audit_head = Some(head);
     }
 
-    pub fn count_audit_event(&mut self, action: Action) {
-        self.pending.audit_events[action as usize] += 1;
+    /// Counts an appended event, and keeps it when the batch keeps them.
+    pub fn appended_audit_event(&mut self, event: &Event) {
+        self.pending.audit_events[event.record.action as usize] += 1;
+        if let Some(kept) = &mut self.pending.audit_appended {
+            kept.push(event.clone());
+        }
     }
 
     /// Records an effect on the published state, to be applied if and when the batch commits.
@@ -250,6 +264,7 @@ impl<'t> WriteTables<'t> {
             windows: self.pending.rate_windows,
             changes: self.changes,
             audit_events: self.pending.audit_events,
+            audit_appended: self.pending.audit_appended.unwrap_or_default(),
         })
     }
 }

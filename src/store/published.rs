@@ -13,7 +13,7 @@
 //! entries that have expired by their own timestamps, which reads as their absence anyway.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use redb::{ReadTransaction, ReadableTable};
 
@@ -23,7 +23,7 @@ use super::rate::{WindowMap, WindowMirror};
 use super::replays::Replays;
 use super::tables::{API_KEYS, LOCKOUTS, SESSIONS};
 use crate::domain::api_key::ApiKey;
-use crate::domain::audit::Action;
+use crate::domain::audit::{Action, Event};
 use crate::domain::idempotency::{IdempotencyKey, IdempotencyRecord};
 use crate::domain::rate::Scope;
 use crate::domain::session::{Session, TokenHash};
@@ -67,6 +67,16 @@ pub(super) struct Committed {
     pub changes: Vec<Change>,
     /// Audit events appended, by `Action` discriminant (for the metrics; not published state).
     pub audit_events: [u32; Action::ALL.len()],
+    /// The appended events, when an `AuditListener` listens.
+    pub audit_appended: Vec<Event>,
+}
+
+/// Told of every audit event once it is committed (the admin event stream). It runs on the
+/// writer thread, between a commit and its answers, so it must never wait.
+pub trait AuditListener: Send + Sync {
+    /// Whether it wants events now: batches keep copies of their events only then.
+    fn listening(&self) -> bool;
+    fn committed(&self, event: &Event);
 }
 
 pub struct Published {
@@ -75,6 +85,7 @@ pub struct Published {
     lockouts: RwLock<HashMap<String, u64>>,
     pub(super) windows: WindowMirror,
     replays: Replays,
+    audit_listener: OnceLock<Arc<dyn AuditListener>>,
 }
 
 impl Published {
@@ -106,11 +117,27 @@ impl Published {
             lockouts: RwLock::new(lockouts),
             windows: WindowMirror::load(txn)?,
             replays: Replays::default(),
+            audit_listener: OnceLock::new(),
         })
+    }
+
+    /// Sets who is told of committed audit events (once; later calls are ignored).
+    pub fn listen_to_audit(&self, listener: Arc<dyn AuditListener>) {
+        let _ = self.audit_listener.set(listener);
+    }
+
+    /// Whether a batch should keep copies of the audit events it appends.
+    pub(super) fn audit_wanted(&self) -> bool {
+        self.audit_listener.get().is_some_and(|l| l.listening())
     }
 
     /// Applies a committed batch's changes, in the order its operations made them.
     pub(super) fn apply(&self, committed: Committed) {
+        if let Some(listener) = self.audit_listener.get() {
+            for event in &committed.audit_appended {
+                listener.committed(event);
+            }
+        }
         self.windows.forget(&committed.dropped_windows);
         self.windows.publish(committed.windows);
         for change in committed.changes {

@@ -350,7 +350,7 @@ fn commit_batch(
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| StoreError::Database(e.to_string()))?;
-        match apply_batch(&txn, batch) {
+        match apply_batch(&txn, batch, published.audit_wanted()) {
             Applied::Committable(committed) => {
                 if crate::failpoints::fails("store.commit") {
                     txn.abort()?;
@@ -385,8 +385,12 @@ enum Applied {
 }
 
 /// Applies the operations that have not failed, in order, stopping at the first that does.
-fn apply_batch(txn: &redb::WriteTransaction, batch: &mut [Box<dyn Job>]) -> Applied {
-    let mut tables = match WriteTables::open(txn) {
+fn apply_batch(
+    txn: &redb::WriteTransaction,
+    batch: &mut [Box<dyn Job>],
+    keep_audit_events: bool,
+) -> Applied {
+    let mut tables = match WriteTables::open(txn, keep_audit_events) {
         Ok(tables) => tables,
         Err(error) => return Applied::Failed(error.into()),
     };

@@ -7,18 +7,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
-
-/// Opens a connection whose receive buffer is tiny, so a response it never reads stays with the
-/// server instead of disappearing into the kernel's buffers.
-async fn non_reading_client(app: &TestApp) -> TcpStream {
-    let socket = TcpSocket::new_v4().expect("a socket");
-    socket.set_recv_buffer_size(4096).expect("a small buffer");
-    let addr = app.socket_addr().parse().expect("a socket address");
-    socket.connect(addr).await.expect("connect")
-}
+use crate::helpers::{TestApp, non_reading_client, spawn_app, spawn_app_with};
 
 /// A service that drops a stalled response, or an idle connection, after 1.5 s.
 async fn spawn_with_short_deadlines() -> TestApp {

@@ -634,3 +634,12 @@ pub async fn assert_history_is_one_exchange(app: &TestApp, chat_id: &str, body: 
     assert_eq!(system["role"], "system", "{history:#?}");
     assert_eq!(system["reason_code"], "llm_unconfigured", "{history:#?}");
 }
+
+/// Opens a connection whose receive buffer is tiny, so a response it never reads stays with the
+/// server instead of disappearing into the kernel's buffers.
+pub async fn non_reading_client(app: &TestApp) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    let addr = app.socket_addr().parse().expect("a socket address");
+    socket.connect(addr).await.expect("connect")
+}

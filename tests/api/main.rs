@@ -9,6 +9,7 @@ mod chats;
 mod committed_state;
 mod crash_takeover;
 mod errors;
+mod event_stream;
 mod fake_node;
 mod hardening;
 mod health;
