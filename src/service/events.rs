@@ -19,7 +19,8 @@ use crate::store::published::AuditListener;
 
 /// How often agent circuits and card statuses are compared with what was last published.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
-/// Card statuses are compared every this many watches (they cost a few reads).
+/// Card statuses are compared every this many watches (they cost a few reads), and whenever a
+/// circuit changed.
 const HEALTH_EVERY: u32 = 5;
 
 impl Console {
@@ -77,9 +78,11 @@ pub async fn watch(console: Weak<Console>) {
         if !console.bus.watched() {
             continue;
         }
+        let mut circuit_changed = false;
         for node in console.agents.health(Instant::now()) {
             let seen = circuits.insert(node.name.clone(), node.circuit);
             if seen.is_some_and(|seen| seen != node.circuit) {
+                circuit_changed = true;
                 console
                     .bus
                     .publish(Topic::Agents, "agent.circuit", None, || {
@@ -94,7 +97,7 @@ pub async fn watch(console: Weak<Console>) {
             }
         }
         watches += 1;
-        if watches % HEALTH_EVERY == 1 {
+        if circuit_changed || watches % HEALTH_EVERY == 1 {
             let health = console.system_health();
             let now = json!({
                 "status": health.status,

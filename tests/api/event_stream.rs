@@ -9,7 +9,10 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::{TestApp, eventually, non_reading_client, send, spawn_app, spawn_app_with};
+use crate::fake_node::{Behaviour, FakeNode, node};
+use crate::helpers::{
+    TestApp, eventually, non_reading_client, send, spawn_app, spawn_app_with, spawn_app_with_config,
+};
 
 const STREAM: &str = "api/admin/events/stream";
 
@@ -220,4 +223,30 @@ async fn a_subscriber_that_never_reads_is_dropped_and_counted_while_sends_go_on(
     );
     assert_eq!(health["cards"]["sse"]["status"], "degraded", "{health}");
     drop(stalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circuit_opening_is_an_agents_event_and_its_card_change_a_health_event() {
+    let failing = FakeNode::start(Behaviour::Status(500)).await;
+    let healthy = FakeNode::start(Behaviour::Reply("hello")).await;
+    let config = format!(
+        "[agents]\nbreaker_failures = 1\nbreaker_open_seconds = 600\n{}{}",
+        node("a", &failing.url, "timeout_ms = 2000"),
+        node("b", &healthy.url, "timeout_ms = 2000")
+    );
+    let app = spawn_app_with_config(&config, &[]).await;
+    let mut watching = SseReader::open(&app, "?topics=agents,health", None).await;
+    // The watcher takes its first look before the circuit opens.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    send_text(&app, "ops", "status?").await;
+
+    let circuit = watching.next().await;
+    assert_eq!(circuit.name, "agent.circuit", "{circuit:?}");
+    assert_eq!(circuit.data["node"], "a");
+    assert_eq!(circuit.data["circuit"], "open");
+    assert_eq!(circuit.data["last_error"], "error_status");
+    let changed = watching.next().await;
+    assert_eq!(changed.name, "health.changed", "{changed:?}");
+    assert_eq!(changed.data["cards"]["agents"], "degraded", "{changed:?}");
+    assert!(changed.id > circuit.id);
 }
