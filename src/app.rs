@@ -18,7 +18,7 @@ use crate::http::serve::ConnectionLimits;
 use crate::service::events::{self, AuditToBus};
 use crate::service::{Console, ServiceError, denials, retention};
 use crate::store::{OpenError, Store, WriterThread};
-use crate::{build_info, failpoints, http, monitoring};
+use crate::{build_info, failpoints, http, monitoring, supervisor};
 
 /// How long shutdown waits for in-flight requests before it stops waiting.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
@@ -144,6 +144,9 @@ impl Application {
         let housekeeping = tokio::spawn(housekeeping(Arc::downgrade(&console)));
         let schedule = tokio::spawn(retention::schedule(Arc::downgrade(&console)));
         let watcher = tokio::spawn(events::watch(Arc::downgrade(&console)));
+        let watchdog = supervisor::watchdog_interval()
+            .map(|interval| tokio::spawn(supervisor::watchdog(Arc::downgrade(&console), interval)));
+        supervisor::ready();
         let router = http::router(console.clone(), &policy, exporter);
         let closing = console.clone();
         let writer_handle = console.store.writer().clone();
@@ -160,6 +163,7 @@ impl Application {
                     Some(cause)
                 }
             };
+            supervisor::stopping();
             closing.bus.close();
             storage_failed
         };
@@ -168,6 +172,9 @@ impl Application {
         console.retention.stop(RETENTION_STOP_LIMIT).await;
         schedule.abort();
         watcher.abort();
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
         housekeeping.abort();
         console.flush_denials().await;
         record(&console, Action::ServiceStop).await;

@@ -15,4 +15,5 @@ pub mod http;
 pub mod monitoring;
 pub mod service;
 pub mod store;
+pub mod supervisor;
 pub mod telemetry;

@@ -23,5 +23,6 @@ mod route_table;
 mod schema;
 mod send_idempotency;
 mod sessions;
+mod supervisor;
 mod system_health;
 mod writer_failures;
