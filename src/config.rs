@@ -48,6 +48,7 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub events: EventsConfig,
+    pub backup: BackupConfig,
     /// Which source set each key, so a value refused after merging is traced to where it came
     /// from.
     #[serde(skip)]
@@ -249,6 +250,21 @@ impl Default for RetentionConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Where backups are written; `backups` in the data directory when unset.
+    pub dir: Option<PathBuf>,
+    /// Backups kept; older ones are deleted after each new one.
+    pub keep: usize,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self { dir: None, keep: 7 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
     /// Events kept for clients reconnecting with `Last-Event-ID`.
     pub ring_size: usize,
@@ -304,6 +320,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             events: EventsConfig::default(),
+            backup: BackupConfig::default(),
             sources: Sources::default(),
         }
     }
@@ -421,6 +438,7 @@ impl Config {
         }
         self.within("log.max_files", self.log.max_files, 1, 3650)?;
         self.within("events.ring_size", self.events.ring_size, 1, 100_000)?;
+        self.within("backup.keep", self.backup.keep, 1, 10_000)?;
         self.within(
             "events.subscriber_queue",
             self.events.subscriber_queue,
@@ -633,6 +651,14 @@ impl Config {
     /// The database file inside the data directory.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("sofiia.redb")
+    }
+
+    /// Where backups are written.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.backup
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("backups"))
     }
 
     /// Where the bootstrap admin key is written.

@@ -114,10 +114,11 @@ pub enum Action {
     // Appended: an event's action is stored as its position in this list.
     RetentionRun,
     RetentionDryRun,
+    BackupCreate,
 }
 
 impl Action {
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 19] = [
         Action::ChatCreate,
         Action::ChatUpdate,
         Action::ChatSend,
@@ -136,6 +137,7 @@ impl Action {
         Action::ServiceStop,
         Action::RetentionRun,
         Action::RetentionDryRun,
+        Action::BackupCreate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -158,6 +160,7 @@ impl Action {
             Action::ServiceStop => "service.stop",
             Action::RetentionRun => "retention.run",
             Action::RetentionDryRun => "retention.dry_run",
+            Action::BackupCreate => "backup.create",
         }
     }
 

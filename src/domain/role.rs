@@ -26,6 +26,8 @@ pub enum Permission {
     ReadSystemHealth,
     /// Watch the admin event stream.
     WatchEvents,
+    /// Take and list backups.
+    ManageBackups,
 }
 
 impl Role {

@@ -40,7 +40,7 @@ pub struct HttpPolicy {
 }
 
 pub fn router(console: Arc<Console>, policy: &HttpPolicy, exporter: Exporter) -> Router {
-    use routes::{audit, auth, chats, events, health, keys, metrics, retention, send};
+    use routes::{audit, auth, backup, chats, events, health, keys, metrics, retention, send};
     let routes = Router::new()
         .route("/livez", get(health::livez))
         .route("/api/health", get(health::health))
@@ -60,6 +60,8 @@ pub fn router(console: Arc<Console>, policy: &HttpPolicy, exporter: Exporter) ->
         .route("/api/admin/keys", get(keys::list).post(keys::create))
         .route("/api/admin/keys/{id}", delete(keys::revoke))
         .route("/api/admin/system/health", get(health::system))
+        .route("/api/admin/backup", post(backup::create))
+        .route("/api/admin/backups", get(backup::list))
         .route("/api/admin/retention/run", post(retention::run))
         .route("/api/admin/retention/runs", get(retention::runs))
         .route("/api/admin/retention/runs/{id}", get(retention::run_entry))

@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod backup;
 pub mod bus;
 pub mod chats;
 pub mod denials;
@@ -29,6 +30,7 @@ use crate::domain::rate::{Quota, Scope, SendLimits};
 use crate::store::audit::StreamLimits;
 use crate::store::{Store, StoreError};
 use agents::Agents;
+use backup::BackupSettings;
 use bus::{Bus, BusSettings};
 use denials::Denials;
 use inflight::Inflight;
@@ -69,6 +71,7 @@ pub struct Console {
     pub send_settings: SendSettings,
     pub agents: Agents,
     pub bus: Arc<Bus>,
+    pub backup: BackupSettings,
     pub retention: Retention,
     data_dir: PathBuf,
     stream_limits: StreamLimits,
@@ -96,6 +99,10 @@ impl Console {
             send_settings: SendSettings::from_config(config),
             agents: Agents::from_config(&config.agents, clock)
                 .map_err(|e| ServiceError::Internal(e.to_string()))?,
+            backup: BackupSettings {
+                dir: config.backup_dir(),
+                keep: config.backup.keep,
+            },
             bus: Arc::new(Bus::new(BusSettings {
                 ring_size: config.events.ring_size,
                 subscriber_queue: config.events.subscriber_queue,

@@ -6,6 +6,7 @@
 //! `Writer`.
 
 pub mod audit;
+pub mod backup;
 mod batch;
 pub mod chats;
 pub mod codec;

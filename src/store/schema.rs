@@ -16,7 +16,8 @@ use super::{OpenError, StoreError};
 /// 2: the retention job log, the audit chain checkpoint, and the `retention.*` audit actions. A
 /// version-1 binary could not read a pruned chain or the new actions, so it must refuse the file.
 /// 3: audit index keys lead with a bucket of `seq` (`tables::audit_index_key`).
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: the `backup.create` audit action, which a version-3 binary could not read.
+pub const SCHEMA_VERSION: u32 = 4;
 const VERSION_KEY: &str = "schema_version";
 
 /// Brings the file to `SCHEMA_VERSION` in one transaction, or refuses a newer file untouched.

@@ -1,6 +1,7 @@
 //! Starts the real `sofiia-console` binary on a free port with a temporary data dir and talks
 //! HTTP to it. Nothing here knows about the server's internals.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -642,4 +643,16 @@ pub async fn non_reading_client(app: &TestApp) -> tokio::net::TcpStream {
     socket.set_recv_buffer_size(4096).expect("a small buffer");
     let addr = app.socket_addr().parse().expect("a socket address");
     socket.connect(addr).await.expect("connect")
+}
+
+/// Starts a server on a copy of the database `file` (a backup), in a data dir of its own.
+pub async fn spawn_app_on_database(file: &Path, env: &[(&str, &str)]) -> TestApp {
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let data = data_dir_in(root.path());
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&data)
+        .expect("a data dir");
+    std::fs::copy(file, data.join("sofiia.redb")).expect("the database copied");
+    TestApp::start(root, env).await
 }

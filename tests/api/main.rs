@@ -5,6 +5,7 @@ mod agents;
 mod audit;
 mod auth;
 mod availability;
+mod backup;
 mod chats;
 mod committed_state;
 mod crash_takeover;

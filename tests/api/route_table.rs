@@ -79,6 +79,7 @@ fn routes() -> Vec<Route> {
             SYSTEM_HEALTH,
             StatusCode::OK,
         ),
+        route(Method::GET, "/api/admin/backups", ADMIN, StatusCode::OK),
         route(Method::GET, "/api/admin/keys", ADMIN, StatusCode::OK),
         route(Method::POST, "/api/admin/keys", ADMIN, StatusCode::CREATED),
         route(

@@ -1,0 +1,157 @@
+//! Online backups: taken while sends go on, a backup holds every send acknowledged before it was
+//! asked for, its audit chain verifies, and only the last `backup.keep` are kept.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, expect_json, spawn_app, spawn_app_on_database, spawn_app_with};
+
+const RESTORED_ADMIN: &str = "restored-admin-token-0123456789";
+
+async fn backup(app: &TestApp) -> Value {
+    expect_json(
+        app.post_json("/api/admin/backup", &app.admin_key, &json!({}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+/// Every message id in `chat`, paging through its history.
+async fn message_ids(app: &TestApp, chat: &str, key: &str) -> Vec<String> {
+    let path = format!("/api/chats/{chat}/messages");
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "200".to_owned())];
+        if let Some(cursor) = &cursor {
+            query.push(("cursor", cursor.clone()));
+        }
+        let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = expect_json(app.get_with_query(&path, key, &query).await, StatusCode::OK).await;
+        for item in page["items"].as_array().expect("items") {
+            ids.push(item["id"].as_str().expect("id").to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return ids,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_under_send_load_holds_every_acknowledged_send_and_verifies() {
+    let app = Arc::new(spawn_app().await);
+    let sending = Arc::new(AtomicBool::new(true));
+    let senders: Vec<_> = (0..4)
+        .map(|task| {
+            let (app, sending) = (app.clone(), sending.clone());
+            tokio::spawn(async move {
+                // (message id, acknowledged before the backup was asked for)
+                let mut acknowledged = Vec::new();
+                let mut n = 0;
+                while sending.load(Ordering::Relaxed) {
+                    n += 1;
+                    let key = format!("backup-{task}-{n}");
+                    let body = json!({ "text": format!("message {n}") });
+                    let response = app
+                        .post_send(&format!("load-{task}"), &app.admin_key, Some(&key), &body)
+                        .await;
+                    assert_eq!(response.status(), StatusCode::OK);
+                    let sent: Value = response.json().await.expect("JSON");
+                    acknowledged.push(sent["message"]["id"].as_str().expect("id").to_owned());
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counts = stored_sends(&app).await;
+    let created = backup(&app).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sending.store(false, Ordering::Relaxed);
+    let mut before_backup = Vec::new();
+    for (task, sender) in senders.into_iter().enumerate() {
+        let acknowledged = sender.await.expect("sender");
+        assert!(
+            acknowledged.len() > counts[task],
+            "sends went on during the backup"
+        );
+        before_backup.push(acknowledged[..counts[task]].to_vec());
+    }
+
+    let file = app
+        .data_dir()
+        .join("backups")
+        .join(created["file"].as_str().expect("file"));
+    assert_eq!(
+        std::fs::metadata(&file).expect("the backup file").len(),
+        created["bytes"].as_u64().expect("bytes")
+    );
+    let listed = expect_json(
+        app.get("/api/admin/backups", &app.admin_key).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(listed["items"][0]["file"], created["file"], "{listed}");
+    let recorded = app.page("/api/audit", &[("action", "backup.create")]).await;
+    assert_eq!(recorded.items.len(), 1);
+
+    let restored = spawn_app_on_database(&file, &[("SOFIIA_ADMIN_TOKEN", RESTORED_ADMIN)]).await;
+    let verified = expect_json(
+        restored.get("/api/audit/verify", RESTORED_ADMIN).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(verified["valid"], true, "{verified}");
+    for (task, acknowledged) in before_backup.iter().enumerate() {
+        let kept = message_ids(&restored, &format!("load-{task}"), RESTORED_ADMIN).await;
+        for id in acknowledged {
+            assert!(
+                kept.contains(id),
+                "acknowledged send {id} is not in the backup"
+            );
+        }
+    }
+}
+
+/// How many sends of each sender are stored now, read from the chats themselves (each stored
+/// send is two messages: the operator's and the degraded reply). A sender sends one at a time, so
+/// its first that many acknowledged sends were committed before this read.
+async fn stored_sends(app: &TestApp) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for task in 0..4 {
+        let ids = message_ids(app, &format!("load-{task}"), &app.admin_key).await;
+        counts.push(ids.len() / 2);
+    }
+    counts
+}
+
+#[tokio::test]
+async fn only_the_last_backups_are_kept() {
+    let app = spawn_app_with(&[("SOFIIA_BACKUP__KEEP", "2")]).await;
+    let first = backup(&app).await;
+    let _second = backup(&app).await;
+    let third = backup(&app).await;
+    assert_eq!(third["deleted"], json!([first["file"]]), "{third}");
+    let listed = expect_json(
+        app.get("/api/admin/backups", &app.admin_key).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        listed["items"].as_array().expect("items").len(),
+        2,
+        "{listed}"
+    );
+    assert_eq!(listed["items"][0]["file"], third["file"]);
+    let operator = app.create_api_key("operator").await;
+    let refused = app
+        .post_json("/api/admin/backup", &operator.secret, &json!({}))
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}
