@@ -15,12 +15,14 @@ use crate::http::HttpPolicy;
 use crate::http::limits::LimitSettings;
 use crate::http::routes::metrics::Exporter;
 use crate::http::serve::ConnectionLimits;
-use crate::service::events::{self, AuditToBus};
+use crate::service::events::{self, CommitsToBus};
 use crate::service::{Console, ServiceError, denials, retention};
 use crate::store::{OpenError, Store, WriterThread};
 use crate::{build_info, failpoints, http, monitoring, supervisor};
 
 /// How long shutdown waits for in-flight requests before it stops waiting.
+/// How often metric histograms are folded in when nobody scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for a retention run to finish its batch and record itself.
 const RETENTION_STOP_LIMIT: Duration = Duration::from_secs(10);
@@ -73,7 +75,7 @@ impl Application {
         console
             .store
             .published()
-            .listen_to_audit(Arc::new(AuditToBus(console.bus.clone())));
+            .listen(Arc::new(CommitsToBus(console.bus.clone())));
         console.close_interrupted_runs().await?;
         console.publish_retention_state()?;
         let admin_key_path = config.admin_key_path();
@@ -147,6 +149,16 @@ impl Application {
         let watchdog = supervisor::watchdog_interval()
             .map(|interval| tokio::spawn(supervisor::watchdog(Arc::downgrade(&console), interval)));
         supervisor::ready();
+        // Histogram samples are folded in at each scrape; with nobody scraping they must be
+        // folded in anyway, or they pile up.
+        let upkeep_handle = exporter.handle.clone();
+        let upkeep = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(METRICS_UPKEEP);
+            loop {
+                ticks.tick().await;
+                upkeep_handle.run_upkeep();
+            }
+        });
         let router = http::router(console.clone(), &policy, exporter);
         let closing = console.clone();
         let writer_handle = console.store.writer().clone();
@@ -172,6 +184,7 @@ impl Application {
         console.retention.stop(RETENTION_STOP_LIMIT).await;
         schedule.abort();
         watcher.abort();
+        upkeep.abort();
         if let Some(watchdog) = watchdog {
             watchdog.abort();
         }

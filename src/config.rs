@@ -436,14 +436,16 @@ impl Config {
                 "must be a level (error, warn, info, debug, trace) or a tracing filter directive",
             ));
         }
-        self.within("log.max_files", self.log.max_files, 1, 3650)?;
+        // Start-up counts today's file among them: one would delete it at each restart.
+        self.within("log.max_files", self.log.max_files, 2, 3650)?;
         self.within("events.ring_size", self.events.ring_size, 1, 100_000)?;
         self.within("backup.keep", self.backup.keep, 1, 10_000)?;
+        // A dropped subscriber resumes from the ring: it must hold at least a full queue.
         self.within(
             "events.subscriber_queue",
             self.events.subscriber_queue,
             1,
-            100_000,
+            self.events.ring_size,
         )?;
         for (name, limit) in [
             ("rate_limit.chat", self.rate_limit.chat),

@@ -1,10 +1,9 @@
 //! Counts over the last minutes, kept in memory for the system-health cards ("rejections in the
 //! last 5 minutes", "errors in the last hour"), where a Prometheus counter only knows its total.
 //!
-//! One slot per wall-clock minute for the last hour, each an atomic count stamped with its
-//! minute: counting is two atomic operations, no lock. A slot is reused when its minute comes
-//! round again; a count made while another thread resets the slot for a new minute may be lost,
-//! which a health figure can afford and the Prometheus counters beside it do not suffer.
+//! One slot per wall-clock minute for the last hour, each one atomic word holding its minute
+//! (high 32 bits) and its count (low 32 bits): counting is one atomic update, no lock, and a
+//! slot reused when its minute comes round again is restamped and reset in the same update.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,9 +24,10 @@ impl Default for RecentCount {
 }
 
 #[derive(Default)]
-struct Slot {
-    minute: AtomicU64,
-    count: AtomicU64,
+struct Slot(AtomicU64);
+
+fn packed(minute: u64, count: u64) -> u64 {
+    (minute << 32) | count.min(u64::from(u32::MAX))
 }
 
 impl RecentCount {
@@ -43,16 +43,14 @@ impl RecentCount {
     fn add_at(&self, now_ms: u64) {
         let minute = now_ms / MINUTE_MS;
         let slot = &self.slots[(minute % SLOTS) as usize];
-        let stamped = slot.minute.load(Relaxed);
-        if stamped != minute
-            && slot
-                .minute
-                .compare_exchange(stamped, minute, Relaxed, Relaxed)
-                .is_ok()
-        {
-            slot.count.store(0, Relaxed);
-        }
-        slot.count.fetch_add(1, Relaxed);
+        let _ = slot.0.fetch_update(Relaxed, Relaxed, |word| {
+            let count = if word >> 32 == minute {
+                word & u64::from(u32::MAX)
+            } else {
+                0
+            };
+            Some(packed(minute, count + 1))
+        });
     }
 
     fn last_at(&self, now_ms: u64, minutes: u64) -> u64 {
@@ -60,8 +58,9 @@ impl RecentCount {
         let since = current.saturating_sub(minutes.clamp(1, SLOTS) - 1);
         self.slots
             .iter()
-            .filter(|slot| (since..=current).contains(&slot.minute.load(Relaxed)))
-            .map(|slot| slot.count.load(Relaxed))
+            .map(|slot| slot.0.load(Relaxed))
+            .filter(|word| (since..=current).contains(&(word >> 32)))
+            .map(|word| word & u64::from(u32::MAX))
             .sum()
     }
 }

@@ -3,17 +3,18 @@
 //!
 //! Every event gets an id, in publishing order, and is kept in a ring of the last
 //! `events.ring_size` so that a client reconnecting with `Last-Event-ID` receives exactly what it
-//! missed. Each subscriber has a queue of its own, bounded (`events.subscriber_queue`), and
+//! missed. Ids start at the process's start time shifted left 20 bits, so an id from an earlier
+//! process is older than anything kept and reads as a gap (`reset`), never as a recent id. Each subscriber has a queue of its own, bounded (`events.subscriber_queue`), and
 //! filled at publishing time with only the events it asked for: publishing never waits on a
 //! subscriber — one whose queue is full is dropped on the spot (and counted); its stream ends
 //! and its client reconnects from its last id.
 //!
-//! Until the first subscriber arrives nothing is kept, so a service nobody watches pays one
-//! atomic load per event.
+//! Nothing of a topic is kept until its first subscriber arrives, so a service nobody watches
+//! pays one atomic load per event.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
@@ -56,6 +57,15 @@ impl Topic {
     fn bit(self) -> u8 {
         1 << self as u8
     }
+}
+
+/// Ids of one process start here: its start time (Unix ms) shifted left 20 bits — a million
+/// events a millisecond before one process's ids could reach the next one's.
+fn first_id() -> u64 {
+    let start_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    start_ms << 20
 }
 
 /// A set of topics.
@@ -133,8 +143,9 @@ pub struct BusSettings {
 pub struct Bus {
     settings: BusSettings,
     state: Mutex<State>,
-    /// Set by the first subscriber; from then on events are kept.
-    watched: AtomicBool,
+    /// The topics that have had a subscriber: from then on their events are kept.
+    watched: AtomicU8,
+    /// Events published since their topic was first watched.
     published: AtomicU64,
     closing: watch::Sender<bool>,
 }
@@ -150,22 +161,22 @@ impl Bus {
         Self {
             settings,
             state: Mutex::new(State {
-                next_id: 1,
+                next_id: first_id(),
                 ring: VecDeque::with_capacity(settings.ring_size),
                 subscribers: Vec::new(),
             }),
-            watched: AtomicBool::new(false),
+            watched: AtomicU8::new(0),
             published: AtomicU64::new(0),
             closing: watch::Sender::new(false),
         }
     }
 
-    /// Whether anyone has subscribed yet: a publisher may skip building an event until then.
-    pub fn watched(&self) -> bool {
-        self.watched.load(Relaxed)
+    /// Whether `topic` has had a subscriber: a publisher may skip building its events until then.
+    pub fn watched(&self, topic: Topic) -> bool {
+        self.watched.load(Relaxed) & topic.bit() != 0
     }
 
-    /// Publishes an event; `data` is built only when the bus is watched.
+    /// Publishes an event; `data` is built only when its topic is watched.
     pub fn publish(
         &self,
         topic: Topic,
@@ -173,7 +184,7 @@ impl Bus {
         chat: Option<(&str, u64)>,
         data: impl FnOnce() -> String,
     ) {
-        if !self.watched() {
+        if !self.watched(topic) {
             return;
         }
         let data = data();
@@ -212,13 +223,25 @@ impl Bus {
     }
 
     /// Subscribes to `interest`, resuming after `resume`. What it missed and its live queue are
-    /// taken under one lock, so no event falls between them or comes twice.
+    /// taken under one lock, so no event falls between them or comes twice; the lock is held only
+    /// to copy the ring's tail (the writer publishes under it).
     pub fn subscribe(&self, interest: Interest, resume: Resume) -> Subscription {
-        self.watched.store(true, Relaxed);
+        self.watched.fetch_or(interest.topics.0, Relaxed);
         let (sender, live) = mpsc::channel(self.settings.subscriber_queue);
-        let mut state = self.state.lock();
-        let (missed, gap) = missed(&state, &interest, resume);
-        state.subscribers.push((interest, sender));
+        let (tail, oldest, next_id) = {
+            let mut state = self.state.lock();
+            let from = match resume {
+                Resume::Now => state.ring.len(),
+                Resume::AfterId(id) => state.ring.partition_point(|event| event.id <= id),
+                Resume::AfterSeq(_) => 0,
+            };
+            let tail: Vec<Arc<BusEvent>> = state.ring.range(from..).cloned().collect();
+            let oldest = state.ring.front().map_or(state.next_id, |event| event.id);
+            let next_id = state.next_id;
+            state.subscribers.push((interest.clone(), sender));
+            (tail, oldest, next_id)
+        };
+        let (missed, gap) = missed(tail, &interest, resume, oldest, next_id);
         Subscription { missed, gap, live }
     }
 
@@ -248,33 +271,32 @@ impl Bus {
     }
 }
 
-/// The kept events `interest` missed since `resume`, and whether older ones it missed are gone.
-fn missed(state: &State, interest: &Interest, resume: Resume) -> (Vec<Arc<BusEvent>>, bool) {
-    let after = |event: &&Arc<BusEvent>| match resume {
-        Resume::Now => false,
-        Resume::AfterId(id) => event.id > id,
-        Resume::AfterSeq(seq) => event.chat.as_ref().is_some_and(|(_, of)| *of > seq),
-    };
-    let missed: Vec<Arc<BusEvent>> = state
-        .ring
-        .iter()
+/// The events of `tail` (the ring from `resume` on) that `interest` wants, and whether older
+/// ones it missed are gone. `oldest` is the ring's first id, `next_id` the next to be given.
+fn missed(
+    tail: Vec<Arc<BusEvent>>,
+    interest: &Interest,
+    resume: Resume,
+    oldest: u64,
+    next_id: u64,
+) -> (Vec<Arc<BusEvent>>, bool) {
+    let missed: Vec<Arc<BusEvent>> = tail
+        .into_iter()
         .filter(|event| interest.wants(event))
-        .filter(after)
-        .cloned()
+        .filter(|event| match resume {
+            Resume::AfterSeq(seq) => event.chat.as_ref().is_some_and(|(_, of)| *of > seq),
+            Resume::Now | Resume::AfterId(_) => true,
+        })
         .collect();
     let gap = match resume {
         Resume::Now => false,
-        // Ids are this process's: one from before the oldest kept, or not yet given, means
-        // events were lost (or the service restarted).
-        Resume::AfterId(id) => {
-            let oldest = state.ring.front().map_or(state.next_id, |event| event.id);
-            id + 1 < oldest || id >= state.next_id
-        }
-        // A chat's seq is its own: missing messages older than the ring can be paged instead.
+        // One from before the oldest kept (an earlier process's, too), or not yet given.
+        Resume::AfterId(id) => id.saturating_add(1) < oldest || id >= next_id,
+        // The ring cannot know messages it never kept: the caller also compares with the chat.
         Resume::AfterSeq(seq) => missed
             .first()
             .and_then(|event| event.chat.as_ref())
-            .is_some_and(|(_, first)| *first > seq + 1),
+            .is_some_and(|(_, first)| *first > seq.saturating_add(1)),
     };
     (missed, gap)
 }
@@ -306,18 +328,21 @@ mod tests {
     #[test]
     fn a_reconnect_gets_exactly_what_it_missed() {
         let bus = bus(10, 10);
-        let first = bus.subscribe(everything(), Resume::Now);
+        let mut first = bus.subscribe(everything(), Resume::Now);
         for n in 1..=3 {
             publish(&bus, n);
         }
+        let seen: Vec<u64> = (0..3)
+            .map(|_| first.live.try_recv().expect("an event").id)
+            .collect();
         drop(first);
         for n in 4..=5 {
             publish(&bus, n);
         }
-        let again = bus.subscribe(everything(), Resume::AfterId(3));
+        let again = bus.subscribe(everything(), Resume::AfterId(seen[2]));
         assert!(!again.gap);
         let ids: Vec<u64> = again.missed.iter().map(|e| e.id).collect();
-        assert_eq!(ids, [4, 5]);
+        assert_eq!(ids, [seen[2] + 1, seen[2] + 2]);
     }
 
     #[test]
@@ -330,8 +355,11 @@ mod tests {
         let late = bus.subscribe(everything(), Resume::AfterId(1));
         assert!(late.gap);
         assert_eq!(late.missed.len(), 3);
+        // An id of an earlier process is older than anything kept; a client's garbage too.
         let restarted = bus.subscribe(everything(), Resume::AfterId(99));
         assert!(restarted.gap);
+        let garbage = bus.subscribe(everything(), Resume::AfterId(u64::MAX));
+        assert!(garbage.gap);
     }
 
     #[test]
@@ -342,8 +370,9 @@ mod tests {
             publish(&bus, n);
         }
         assert_eq!(bus.subscribers(), 0);
-        assert_eq!(slow.live.try_recv().map(|e| e.id).ok(), Some(1));
-        assert_eq!(slow.live.try_recv().map(|e| e.id).ok(), Some(2));
+        let data = |e: Arc<BusEvent>| e.data.clone();
+        assert_eq!(slow.live.try_recv().map(data).ok().as_deref(), Some("1"));
+        assert_eq!(slow.live.try_recv().map(data).ok().as_deref(), Some("2"));
         assert!(
             slow.live.try_recv().is_err(),
             "the stream ends after what it was given"

@@ -1,5 +1,5 @@
-//! What goes on the event bus, by topic: `chats` (`message.created`, after each commit),
-//! `audit` (`audit.appended`, told by the writer after each commit), `retention`
+//! What goes on the event bus, by topic: `chats` (`message.created`) and `audit`
+//! (`audit.appended`), both told by the writer after each commit, in commit order; `retention`
 //! (`retention.started`, `retention.finished`), `agents` (`agent.circuit`, when a node's circuit
 //! changes) and `health` (`health.changed`, when a system-health card changes status). The last
 //! two are found by a watcher that looks every `WATCH_INTERVAL` and publishes differences only.
@@ -12,10 +12,8 @@ use serde_json::json;
 
 use super::Console;
 use super::bus::{Bus, Topic};
-use crate::domain::audit::Event;
-use crate::domain::message::Message;
 use crate::domain::retention::{Run, RunView};
-use crate::store::published::AuditListener;
+use crate::store::published::{Appended, CommitListener, Kept};
 
 /// How often agent circuits and card statuses are compared with what was last published.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -24,16 +22,6 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 const HEALTH_EVERY: u32 = 5;
 
 impl Console {
-    /// A message committed in `chat_id`.
-    pub fn message_created(&self, chat_id: &str, message: &Message) {
-        self.bus.publish(
-            Topic::Chats,
-            "message.created",
-            Some((chat_id, message.seq)),
-            || serde_json::to_string(&message.view()).unwrap_or_default(),
-        );
-    }
-
     pub fn retention_started(&self, run: &Run) {
         self.bus
             .publish(Topic::Retention, "retention.started", None, || {
@@ -49,18 +37,32 @@ impl Console {
     }
 }
 
-/// Publishes each committed audit event as `audit.appended`.
-pub struct AuditToBus(pub Arc<Bus>);
+/// Publishes what each batch appended, in commit order: messages as `message.created`, audit
+/// events as `audit.appended` — each only once its topic has had a subscriber.
+pub struct CommitsToBus(pub Arc<Bus>);
 
-impl AuditListener for AuditToBus {
-    fn listening(&self) -> bool {
-        self.0.watched()
+impl CommitListener for CommitsToBus {
+    fn wants(&self) -> Kept {
+        Kept {
+            audit: self.0.watched(Topic::Audit),
+            messages: self.0.watched(Topic::Chats),
+        }
     }
 
-    fn committed(&self, event: &Event) {
-        self.0.publish(Topic::Audit, "audit.appended", None, || {
-            event.to_json().to_string()
-        });
+    fn committed(&self, appended: &Appended) {
+        match appended {
+            Appended::Audit(event) => {
+                self.0.publish(Topic::Audit, "audit.appended", None, || {
+                    event.to_json().to_string()
+                });
+            }
+            Appended::Message { chat_id, message } => self.0.publish(
+                Topic::Chats,
+                "message.created",
+                Some((chat_id, message.seq)),
+                || serde_json::to_string(&message.view()).unwrap_or_default(),
+            ),
+        }
     }
 }
 
@@ -75,7 +77,7 @@ pub async fn watch(console: Weak<Console>) {
         let Some(console) = console.upgrade() else {
             return;
         };
-        if !console.bus.watched() {
+        if !console.bus.watched(Topic::Agents) && !console.bus.watched(Topic::Health) {
             continue;
         }
         let mut circuit_changed = false;

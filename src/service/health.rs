@@ -72,7 +72,7 @@ impl Console {
             Ok(state) => state,
             Err(error) => {
                 tracing::error!(event = "health", %error, "retention check failed");
-                return Check::new(Status::Error, "the retention job log cannot be read");
+                return Check::new(Status::Degraded, "the retention job log cannot be read");
             }
         };
         let (status, detail) = retention_verdict(
@@ -89,24 +89,7 @@ impl Console {
     }
 
     pub fn disk_check(&self) -> Check {
-        let Some(DiskSpace { free, total }) = self.disk_space() else {
-            return Check::new(
-                Status::Error,
-                "the data directory's volume cannot be inspected",
-            );
-        };
-        let percent = free as f64 * 100.0 / total as f64;
-        let status = if percent < DISK_LOW_PERCENT / 10.0 {
-            Status::Error
-        } else if percent < DISK_LOW_PERCENT {
-            Status::Degraded
-        } else {
-            Status::Ok
-        };
-        Check::new(
-            status,
-            format!("{} MiB free ({percent:.1}%)", free / (1024 * 1024)),
-        )
+        disk_verdict(self.disk_space())
     }
 
     /// No node configured is `ok`: sends are answered with `llm_unconfigured`, the designed
@@ -133,4 +116,27 @@ impl Console {
         };
         Check::new(status, detail)
     }
+}
+
+/// Free space on the data volume against `DISK_LOW_PERCENT`: under it `degraded`, under a tenth
+/// of it `error`.
+pub fn disk_verdict(space: Option<DiskSpace>) -> Check {
+    let Some(DiskSpace { free, total }) = space else {
+        return Check::new(
+            Status::Error,
+            "the data directory's volume cannot be inspected",
+        );
+    };
+    let percent = free as f64 * 100.0 / total as f64;
+    let status = if percent < DISK_LOW_PERCENT / 10.0 {
+        Status::Error
+    } else if percent < DISK_LOW_PERCENT {
+        Status::Degraded
+    } else {
+        Status::Ok
+    };
+    Check::new(
+        status,
+        format!("{} MiB free ({percent:.1}%)", free / (1024 * 1024)),
+    )
 }

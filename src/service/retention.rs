@@ -200,8 +200,16 @@ impl Console {
     /// What the job log says of real runs: the latest, the last success, failures in a row
     /// since it, and when the schedule runs next.
     pub fn retention_state(&self) -> Result<RetentionState, ServiceError> {
-        let runs = self.store.retention_runs(None, STATE_RUNS)?;
-        let mut real = runs.into_iter().filter(|run| !run.dry_run);
+        // Dry runs in between are passed over, a page at a time.
+        let mut runs = Vec::new();
+        let mut before = None;
+        while runs.len() < STATE_RUNS {
+            let page = self.store.retention_runs(before, STATE_RUNS)?;
+            let Some(last) = page.last() else { break };
+            before = Some(last.id);
+            runs.extend(page.into_iter().filter(|run| !run.dry_run));
+        }
+        let mut real = runs.into_iter();
         let latest = real.next();
         let mut consecutive_failures = 0;
         let mut last_success_ms = None;
@@ -465,8 +473,8 @@ impl Console {
     }
 }
 
-/// Job log entries looked at for `retention_state`: failures in a row beyond this many are
-/// reported as this many.
+/// Real runs looked at for `retention_state`: failures in a row beyond this many are reported
+/// as this many.
 const STATE_RUNS: usize = 50;
 
 /// Retention as the job log has it.

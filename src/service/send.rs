@@ -176,7 +176,10 @@ impl Console {
             .in_current_span(),
         )
         .await
-        .map_err(|e| ServiceError::Internal(format!("send task failed: {e}")))?
+        .map_err(|e| {
+            series::send(SendOutcome::Failed);
+            ServiceError::Internal(format!("send task failed: {e}"))
+        })?
     }
 
     async fn run(&self, request: SendRequest) -> Result<SendResponse, ServiceError> {
@@ -255,13 +258,9 @@ impl Console {
                 });
             }
         };
-        if !took_over {
-            self.message_created(&request.chat_id, &operator);
-        }
         let (body, degraded) = match finished {
             Some(finished) => {
                 series::degraded(DegradedReason::LlmUnconfigured);
-                self.message_created(&request.chat_id, &finished.message);
                 (finished.body, true)
             }
             None => {
@@ -317,7 +316,6 @@ impl Console {
                 audit,
             })
             .await?;
-        self.message_created(&chat_id, &finished.message);
         Ok((finished.body, degraded))
     }
 }

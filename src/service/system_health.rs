@@ -16,7 +16,6 @@ use crate::domain::rate::Scope;
 use crate::domain::retention::RunStatus;
 use crate::domain::rfc3339;
 use crate::monitoring::series;
-use crate::store::figures::EXPIRED_COUNT_CAP;
 use crate::store::writer::Writer;
 
 /// A commit p95 at or above this is `degraded`: a group commit is one fsync, a few ms.
@@ -25,6 +24,9 @@ const SLOW_COMMIT: Duration = Duration::from_millis(100);
 const QUEUE_BUSY_PERCENT: usize = 80;
 /// A key in progress for longer than this is stuck: `degraded`.
 const STUCK_IN_PROGRESS: Duration = Duration::from_secs(300);
+/// A record still kept this long after its expiry means retention is not keeping up (it keeps
+/// them `retention.idempotency_hours`, 24 by default, and runs daily).
+const EXPIRED_TOO_LONG: Duration = Duration::from_secs(72 * 3600);
 /// The window of the rate-limit and event-stream figures.
 const RECENT_MINUTES: u64 = 5;
 /// Rate-limit refusals above this share of the window's sends (and at least
@@ -120,10 +122,8 @@ pub struct IdempotencyFigures {
     /// Keys this process is working on now.
     pub in_progress: usize,
     pub oldest_in_progress_s: Option<u64>,
-    /// Records past their expiry that retention has not deleted yet (counted up to
-    /// `expired_counted_up_to`).
-    pub expired_awaiting_prune: u64,
-    pub expired_counted_up_to: u64,
+    /// When the oldest record still kept past its expiry expired.
+    pub oldest_expired_at: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -202,9 +202,10 @@ impl Console {
 
     fn database_card(&self) -> Card<DatabaseFigures> {
         let writer = self.store.writer();
+        let commit_p95 = writer.commit_p95();
         let figures = DatabaseFigures {
             size_bytes: self.store.file_bytes(),
-            commit_p95_ms: writer.commit_p95().map(|p95| p95.as_secs_f64() * 1000.0),
+            commit_p95_ms: commit_p95.map(|p95| p95.as_secs_f64() * 1000.0),
             writer_queue_depth: writer.queue_depth(),
             writer_queue_capacity: Writer::QUEUE_CAPACITY,
         };
@@ -219,7 +220,7 @@ impl Console {
                 figures,
             );
         }
-        if writer.commit_p95().is_some_and(|p95| p95 >= SLOW_COMMIT) {
+        if commit_p95.is_some_and(|p95| p95 >= SLOW_COMMIT) {
             return card(
                 CardStatus::Degraded,
                 "commits are slow: look at the disk's latency and at retention or compaction running",
@@ -230,7 +231,9 @@ impl Console {
     }
 
     fn disk_card(&self) -> Card<DiskFigures> {
-        let Some(DiskSpace { free, total }) = self.disk_space() else {
+        let space = self.disk_space();
+        let check = health::disk_verdict(space);
+        let Some(DiskSpace { free, total }) = space else {
             let figures = DiskFigures {
                 free_bytes: None,
                 total_bytes: None,
@@ -248,7 +251,6 @@ impl Console {
             total_bytes: Some(total),
             free_percent: Some((percent * 10.0).round() / 10.0),
         };
-        let check = self.disk_check();
         let status = match check.status {
             health::Status::Ok => CardStatus::Ok,
             health::Status::Degraded => CardStatus::Degraded,
@@ -306,8 +308,7 @@ impl Console {
                     records: 0,
                     in_progress,
                     oldest_in_progress_s: oldest.map(|age| age.as_secs()),
-                    expired_awaiting_prune: 0,
-                    expired_counted_up_to: EXPIRED_COUNT_CAP,
+                    oldest_expired_at: None,
                 };
                 return card(
                     CardStatus::Error,
@@ -320,9 +321,9 @@ impl Console {
             records: stored.records,
             in_progress,
             oldest_in_progress_s: oldest.map(|age| age.as_secs()),
-            expired_awaiting_prune: stored.expired,
-            expired_counted_up_to: EXPIRED_COUNT_CAP,
+            oldest_expired_at: stored.oldest_expired_ms.map(rfc3339),
         };
+        let now_ms = self.clock.now_ms();
         if oldest.is_some_and(|age| age > STUCK_IN_PROGRESS) {
             return card(
                 CardStatus::Degraded,
@@ -330,7 +331,10 @@ impl Console {
                 figures,
             );
         }
-        if stored.expired >= EXPIRED_COUNT_CAP {
+        if stored
+            .oldest_expired_ms
+            .is_some_and(|at| now_ms.saturating_sub(at) > EXPIRED_TOO_LONG.as_millis() as u64)
+        {
             return card(
                 CardStatus::Degraded,
                 "expired records are piling up: retention is not keeping up",

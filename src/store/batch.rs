@@ -22,7 +22,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use super::StoreError;
 use super::audit::Head;
 use super::codec;
-use super::published::{Change, Committed};
+use super::published::{Appended, Change, Committed, Kept};
 use super::rate::{WindowMap, Windows};
 use super::tables::{
     API_KEYS, AUDIT, AUDIT_INDEXES, AuditIndexKey, CHAT_INDEX, CHATS, IDEMPOTENCY,
@@ -31,6 +31,7 @@ use super::tables::{
 };
 use crate::domain::audit::{Action, Event};
 use crate::domain::chat::Chat;
+use crate::domain::message::Message;
 use crate::domain::rate::Scope;
 
 /// Where the audit chain head is kept in `meta`.
@@ -66,8 +67,9 @@ struct Pending {
     audit_head: Option<Head>,
     /// Audit events appended, by `Action` discriminant.
     audit_events: [u32; Action::ALL.len()],
-    /// The events themselves, when someone is told of each once committed.
-    audit_appended: Option<Vec<Event>>,
+    /// What is kept of the batch's appends for the `CommitListener`, and what it wants.
+    appended: Vec<Appended>,
+    kept: Kept,
 }
 
 struct PendingChat {
@@ -93,12 +95,8 @@ impl Windows for WriteTables<'_> {
 }
 
 impl<'t> WriteTables<'t> {
-    /// The batch's tables; `keep_audit_events` keeps a copy of each appended audit event for
-    /// `Committed`.
-    pub fn open(
-        txn: &'t WriteTransaction,
-        keep_audit_events: bool,
-    ) -> Result<Self, redb::TableError> {
+    /// The batch's tables; `kept` says which appends to keep a copy of for `Committed`.
+    pub fn open(txn: &'t WriteTransaction, kept: Kept) -> Result<Self, redb::TableError> {
         Ok(Self {
             messages: txn.open_table(MESSAGES)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
@@ -119,7 +117,7 @@ impl<'t> WriteTables<'t> {
             chat_index: txn.open_table(CHAT_INDEX)?,
             rate_windows: txn.open_table(RATE_WINDOWS)?,
             pending: Pending {
-                audit_appended: keep_audit_events.then(Vec::new),
+                kept,
                 ..Pending::default()
             },
             changes: Vec::new(),
@@ -220,8 +218,18 @@ impl<'t> WriteTables<'t> {
     /// Counts an appended event, and keeps it when the batch keeps them.
     pub fn appended_audit_event(&mut self, event: &Event) {
         self.pending.audit_events[event.record.action as usize] += 1;
-        if let Some(kept) = &mut self.pending.audit_appended {
-            kept.push(event.clone());
+        if self.pending.kept.audit {
+            self.pending.appended.push(Appended::Audit(event.clone()));
+        }
+    }
+
+    /// Keeps an appended message when the batch keeps them.
+    pub fn appended_message(&mut self, chat_id: &str, message: &Message) {
+        if self.pending.kept.messages {
+            self.pending.appended.push(Appended::Message {
+                chat_id: chat_id.to_owned(),
+                message: message.clone(),
+            });
         }
     }
 
@@ -264,7 +272,7 @@ impl<'t> WriteTables<'t> {
             windows: self.pending.rate_windows,
             changes: self.changes,
             audit_events: self.pending.audit_events,
-            audit_appended: self.pending.audit_appended.unwrap_or_default(),
+            appended: self.pending.appended,
         })
     }
 }

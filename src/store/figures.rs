@@ -1,9 +1,8 @@
-//! The counts the system-health cards show, read in one short transaction each: table lengths
-//! (redb keeps them in each table's header), the audit head and checkpoint, and the expired
-//! idempotency records that retention has yet to delete (counted up to a cap, so the card stays
-//! cheap however far retention has fallen behind).
+//! The counts the system-health cards show, read in one short transaction each and never by a
+//! walk: table lengths (redb keeps them in each table's header), the audit head and checkpoint,
+//! and the first entry of the idempotency expiry index (the record that expired first).
 
-use redb::ReadableTableMetadata;
+use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::audit::{AUDIT_CHECKPOINT_KEY, Checkpoint, Head};
 use super::batch::AUDIT_HEAD_KEY;
@@ -11,14 +10,12 @@ use super::codec;
 use super::tables::{AUDIT, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META};
 use super::{Store, StoreError};
 
-/// Expired idempotency records counted at most; a card showing this many says "at least".
-pub const EXPIRED_COUNT_CAP: u64 = 100_000;
-
 #[derive(Debug, Clone, Copy)]
 pub struct IdempotencyFigures {
     pub records: u64,
-    /// Records past their expiry, up to `EXPIRED_COUNT_CAP`.
-    pub expired: u64,
+    /// When the record that expired first expired, if any has: retention deletes them oldest
+    /// first, so this says how far behind it is.
+    pub oldest_expired_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -33,17 +30,13 @@ impl Store {
     pub fn idempotency_figures(&self, now_ms: u64) -> Result<IdempotencyFigures, StoreError> {
         self.read(|txn| {
             let expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
-            let mut expired = 0;
-            for row in expiry.range(..(now_ms, "", ""))? {
-                row?;
-                expired += 1;
-                if expired == EXPIRED_COUNT_CAP {
-                    break;
-                }
-            }
+            let oldest_expired_ms = expiry
+                .first()?
+                .map(|(key, _)| key.value().0)
+                .filter(|expires_ms| *expires_ms < now_ms);
             Ok(IdempotencyFigures {
                 records: txn.open_table(IDEMPOTENCY)?.len()?,
-                expired,
+                oldest_expired_ms,
             })
         })
     }

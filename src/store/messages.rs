@@ -191,6 +191,7 @@ pub(super) fn append(
     )?;
     chat.last_seq = message.seq;
     chat.activity_ms = message.ts_ms;
+    t.appended_message(&chat.id, &message);
     t.put_chat(chat)?;
     Ok(message)
 }

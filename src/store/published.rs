@@ -25,6 +25,7 @@ use super::tables::{API_KEYS, LOCKOUTS, SESSIONS};
 use crate::domain::api_key::ApiKey;
 use crate::domain::audit::{Action, Event};
 use crate::domain::idempotency::{IdempotencyKey, IdempotencyRecord};
+use crate::domain::message::Message;
 use crate::domain::rate::Scope;
 use crate::domain::session::{Session, TokenHash};
 
@@ -67,16 +68,29 @@ pub(super) struct Committed {
     pub changes: Vec<Change>,
     /// Audit events appended, by `Action` discriminant (for the metrics; not published state).
     pub audit_events: [u32; Action::ALL.len()],
-    /// The appended events, when an `AuditListener` listens.
-    pub audit_appended: Vec<Event>,
+    /// What the batch appended that its `CommitListener` wants, in commit order.
+    pub appended: Vec<Appended>,
 }
 
-/// Told of every audit event once it is committed (the admin event stream). It runs on the
-/// writer thread, between a commit and its answers, so it must never wait.
-pub trait AuditListener: Send + Sync {
-    /// Whether it wants events now: batches keep copies of their events only then.
-    fn listening(&self) -> bool;
-    fn committed(&self, event: &Event);
+/// Something a batch appended, for the `CommitListener`.
+#[derive(Debug, Clone)]
+pub enum Appended {
+    Audit(Event),
+    Message { chat_id: String, message: Message },
+}
+
+/// Which appends a `CommitListener` wants now: batches keep copies of only those.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Kept {
+    pub audit: bool,
+    pub messages: bool,
+}
+
+/// Told of every audit event and message once committed, in commit order (the event bus). It runs
+/// on the writer thread, between a commit and its answers, so it must never wait.
+pub trait CommitListener: Send + Sync {
+    fn wants(&self) -> Kept;
+    fn committed(&self, appended: &Appended);
 }
 
 pub struct Published {
@@ -85,7 +99,7 @@ pub struct Published {
     lockouts: RwLock<HashMap<String, u64>>,
     pub(super) windows: WindowMirror,
     replays: Replays,
-    audit_listener: OnceLock<Arc<dyn AuditListener>>,
+    listener: OnceLock<Arc<dyn CommitListener>>,
 }
 
 impl Published {
@@ -117,25 +131,25 @@ impl Published {
             lockouts: RwLock::new(lockouts),
             windows: WindowMirror::load(txn)?,
             replays: Replays::default(),
-            audit_listener: OnceLock::new(),
+            listener: OnceLock::new(),
         })
     }
 
-    /// Sets who is told of committed audit events (once; later calls are ignored).
-    pub fn listen_to_audit(&self, listener: Arc<dyn AuditListener>) {
-        let _ = self.audit_listener.set(listener);
+    /// Sets who is told of committed appends (once; later calls are ignored).
+    pub fn listen(&self, listener: Arc<dyn CommitListener>) {
+        let _ = self.listener.set(listener);
     }
 
-    /// Whether a batch should keep copies of the audit events it appends.
-    pub(super) fn audit_wanted(&self) -> bool {
-        self.audit_listener.get().is_some_and(|l| l.listening())
+    /// Which appends a batch should keep copies of.
+    pub(super) fn wanted(&self) -> Kept {
+        self.listener.get().map(|l| l.wants()).unwrap_or_default()
     }
 
     /// Applies a committed batch's changes, in the order its operations made them.
     pub(super) fn apply(&self, committed: Committed) {
-        if let Some(listener) = self.audit_listener.get() {
-            for event in &committed.audit_appended {
-                listener.committed(event);
+        if let Some(listener) = self.listener.get() {
+            for appended in &committed.appended {
+                listener.committed(appended);
             }
         }
         self.windows.forget(&committed.dropped_windows);

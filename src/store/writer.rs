@@ -43,7 +43,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::StoreError;
 use super::batch::WriteTables;
 use super::database::Gated;
-use super::published::{Committed, Published};
+use super::published::{Committed, Kept, Published};
 use crate::monitoring::{self, series};
 
 /// Most operations applied in one transaction. Large enough to amortise an fsync over many
@@ -350,7 +350,7 @@ fn commit_batch(
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| StoreError::Database(e.to_string()))?;
-        match apply_batch(&txn, batch, published.audit_wanted()) {
+        match apply_batch(&txn, batch, published.wanted()) {
             Applied::Committable(committed) => {
                 if crate::failpoints::fails("store.commit") {
                     txn.abort()?;
@@ -385,12 +385,8 @@ enum Applied {
 }
 
 /// Applies the operations that have not failed, in order, stopping at the first that does.
-fn apply_batch(
-    txn: &redb::WriteTransaction,
-    batch: &mut [Box<dyn Job>],
-    keep_audit_events: bool,
-) -> Applied {
-    let mut tables = match WriteTables::open(txn, keep_audit_events) {
+fn apply_batch(txn: &redb::WriteTransaction, batch: &mut [Box<dyn Job>], kept: Kept) -> Applied {
+    let mut tables = match WriteTables::open(txn, kept) {
         Ok(tables) => tables,
         Err(error) => return Applied::Failed(error.into()),
     };

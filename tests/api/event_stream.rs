@@ -2,6 +2,7 @@
 //! a reconnect with `Last-Event-ID`, and a subscriber that never reads dropped and counted while
 //! sends go on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::HeaderValue;
@@ -153,6 +154,8 @@ async fn a_reconnect_with_last_event_id_receives_exactly_the_events_it_missed() 
 async fn the_stream_carries_only_its_topics_audit_and_retention_among_them() {
     let app = spawn_app().await;
     let mut watching = SseReader::open(&app, "?topics=audit,retention", None).await;
+    // A send: its audit event comes, its messages (topic `chats`) do not.
+    send_text(&app, "ops", "not on this stream").await;
     let started = app
         .post_json(
             "/api/admin/retention/run",
@@ -163,15 +166,20 @@ async fn the_stream_carries_only_its_topics_audit_and_retention_among_them() {
     assert_eq!(started.status(), StatusCode::ACCEPTED);
     let mut names = Vec::new();
     let mut recorded = None;
+    let mut sent = None;
     while !names.contains(&"retention.finished".to_owned()) || recorded.is_none() {
         let event = watching.next().await;
         if event.name == "audit.appended" && event.data["action"] == "retention.run" {
             recorded = Some(event.data.clone());
         }
+        if event.name == "audit.appended" && event.data["action"] == "chat.send" {
+            sent = Some(event.data.clone());
+        }
         names.push(event.name);
     }
     assert!(names.contains(&"retention.started".to_owned()), "{names:?}");
     assert!(names.iter().all(|n| n != "message.created"), "{names:?}");
+    assert!(sent.is_some(), "the send's audit event: {names:?}");
     let recorded = recorded.expect("the run's audit event");
     assert!(recorded["seq"].as_u64() > Some(0), "{recorded}");
     assert!(recorded["hash"].is_string(), "{recorded}");
@@ -214,7 +222,12 @@ async fn a_subscriber_that_never_reads_is_dropped_and_counted_while_sends_go_on(
         (!metrics.contains("sofiia_sse_dropped_total 0")).then_some(metrics)
     })
     .await;
-    assert!(metrics.contains("sofiia_sse_dropped_total 1"), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "sofiia_sse_dropped_total 1"),
+        "{metrics}"
+    );
     let health = app.get("/api/admin/system/health", &app.admin_key).await;
     let health: Value = health.json().await.expect("JSON");
     assert_eq!(
@@ -249,4 +262,59 @@ async fn a_circuit_opening_is_an_agents_event_and_its_card_change_a_health_event
     assert_eq!(changed.name, "health.changed", "{changed:?}");
     assert_eq!(changed.data["cards"]["agents"], "degraded", "{changed:?}");
     assert!(changed.id > circuit.id);
+}
+
+/// Opens `GET /api/chats/{chat}/events`, resuming after `last_seq` when given.
+async fn chat_stream(app: &TestApp, chat: &str, last_seq: Option<u64>) -> SseReader {
+    let mut request = app
+        .request(Method::GET, &format!("api/chats/{chat}/events"))
+        .bearer_auth(&app.admin_key);
+    if let Some(seq) = last_seq {
+        request = request.header("Last-Event-ID", HeaderValue::from(seq));
+    }
+    let response = send(request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    SseReader {
+        response,
+        buffer: String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chat_stream_delivers_in_commit_order_and_resumes_by_seq() {
+    let app = Arc::new(spawn_app().await);
+    send_text(&app, "busy", "first").await;
+    let mut watching = chat_stream(&app, "busy", None).await;
+    let senders: Vec<_> = (0..20)
+        .map(|n| {
+            let app = app.clone();
+            tokio::spawn(async move { send_text(&app, "busy", &format!("concurrent {n}")).await })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.expect("sender");
+    }
+    let seqs = ids(&watching.take(40).await);
+    assert_eq!(
+        seqs,
+        (3..=42).collect::<Vec<u64>>(),
+        "every message, in seq order"
+    );
+    drop(watching);
+
+    send_text(&app, "busy", "while away").await;
+    let mut again = chat_stream(&app, "busy", Some(42)).await;
+    assert_eq!(ids(&again.take(2).await), [43, 44]);
+
+    // Messages from before anything was kept (the first two) cannot be replayed: say so.
+    let mut early = chat_stream(&app, "busy", Some(0)).await;
+    let frame = tokio::time::timeout(Duration::from_secs(5), early.response.chunk())
+        .await
+        .expect("the reset arrives")
+        .expect("reads")
+        .expect("open");
+    assert!(
+        String::from_utf8_lossy(&frame).contains("event: reset"),
+        "{frame:?}"
+    );
 }

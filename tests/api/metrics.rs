@@ -10,12 +10,14 @@ use serde_json::{Value, json};
 use crate::fake_node::{Behaviour, FakeNode, node};
 use crate::helpers::{TestApp, spawn_app_with_config};
 
-/// The value of the series `series` (name and labels exactly as exposed); 0 when absent.
+/// The value of the series `series` (name and labels exactly as exposed); a missing series
+/// fails the test.
 fn value(metrics: &str, series: &str) -> f64 {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().expect("a sample value"))
+        .map(|v| v.trim().parse().expect("a sample value"))
+        .unwrap_or_else(|| panic!("no series {series} in\n{metrics}"))
 }
 
 fn assert_series(metrics: &str, expected: &[(&str, f64)]) {

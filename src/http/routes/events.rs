@@ -45,12 +45,25 @@ pub async fn chat_stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let principal = caller.may(Permission::ReadChats)?.clone();
     console.chat(&id)?;
-    let resume = last_event_id(&headers)?.map_or(Resume::Now, Resume::AfterSeq);
+    let after = last_event_id(&headers)?;
+    let resume = after.map_or(Resume::Now, Resume::AfterSeq);
     let interest = Interest {
         topics: Topics::of([Topic::Chats]),
-        chat: Some(id.into()),
+        chat: Some(id.as_str().into()),
     };
-    let subscription = console.bus.subscribe(interest, resume);
+    let mut subscription = console.bus.subscribe(interest, resume);
+    // The chat as stored once subscribed: messages after `after` that the ring does not start
+    // with were not kept (or came before a restart); the client must page them.
+    if let Some(after) = after {
+        let stored = console.chat(&id)?.last_seq;
+        let first_kept = subscription
+            .missed
+            .first()
+            .and_then(|event| event.chat.as_ref().map(|(_, seq)| *seq));
+        if stored > after && first_kept != Some(after.saturating_add(1)) {
+            subscription.gap = true;
+        }
+    }
     let token = session_cookie(&headers).map(str::to_owned);
     Ok(stream(console, principal, token, subscription, Ids::Seq))
 }
