@@ -94,9 +94,11 @@ pub async fn observe(
     let latency = started.elapsed();
     let status_code = response.status().as_u16();
     monitoring::http::record(method_label(&method), route, status_code, latency);
+    let logged = response.extensions_mut().remove::<LogEvent>();
     span.in_scope(|| {
         tracing::info!(
-            event = "request",
+            event = logged.as_ref().map_or("request", |l| l.event),
+            chat_id = logged.as_ref().map(|l| l.chat_id.as_str()),
             method = %method,
             route = %route,
             status = status_code,
@@ -105,6 +107,14 @@ pub async fn observe(
         );
     });
     response
+}
+
+/// What a request did, for its log line (`send`, `replay`, `paginate`), set by its handler as a
+/// response extension: one line per request says it all.
+#[derive(Debug, Clone)]
+pub struct LogEvent {
+    pub event: &'static str,
+    pub chat_id: String,
 }
 
 /// The method as a metric label: a fixed set, so clients cannot mint new series.

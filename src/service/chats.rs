@@ -84,18 +84,9 @@ impl Console {
         limit: usize,
     ) -> Result<Slice<MessageJson>, ServiceError> {
         check_chat_id(chat_id)?;
-        let slice = self
-            .store
+        self.store
             .messages(chat_id, order, after, limit, PAGE_BYTES)?
-            .ok_or(ServiceError::NotFound("chat"))?;
-        tracing::info!(
-            event = "paginate",
-            chat_id,
-            count = slice.items.len(),
-            more = slice.more,
-            "message page read"
-        );
-        Ok(slice)
+            .ok_or(ServiceError::NotFound("chat"))
     }
 }
 

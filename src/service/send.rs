@@ -69,7 +69,6 @@ impl Console {
             Ok(Admission::Lead(guard)) => self.lead(request, guard).await,
             Ok(Admission::Replay(response)) => {
                 series::send(SendOutcome::Replayed);
-                tracing::info!(event = "replay", chat_id = %request.chat_id, "send replayed");
                 Ok(response)
             }
             Err(error) => {
@@ -167,10 +166,9 @@ impl Console {
         // In the request's span: the task's log lines carry its id and caller.
         tokio::spawn(
             async move {
-                let chat_id = request.chat_id.clone();
                 let response = console.run(request).await;
                 drop(guard);
-                log_and_count(&chat_id, &response);
+                count(&response);
                 response
             }
             .in_current_span(),
@@ -320,24 +318,13 @@ impl Console {
     }
 }
 
-fn log_and_count(chat_id: &str, response: &Result<SendResponse, ServiceError>) {
-    let outcome = match response {
+fn count(response: &Result<SendResponse, ServiceError>) {
+    series::send(match response {
         Ok(answered) if answered.replayed => SendOutcome::Replayed,
         Ok(answered) if answered.degraded => SendOutcome::Degraded,
         Ok(_) => SendOutcome::Ok,
         Err(error) => failure_outcome(error),
-    };
-    series::send(outcome);
-    match outcome {
-        SendOutcome::Replayed => tracing::info!(event = "replay", chat_id, "send replayed"),
-        SendOutcome::Ok | SendOutcome::Degraded => tracing::info!(
-            event = "send",
-            chat_id,
-            degraded = outcome == SendOutcome::Degraded,
-            "message stored"
-        ),
-        SendOutcome::Rejected | SendOutcome::Failed => {}
-    }
+    });
 }
 
 /// How a refused or failed send counts: refused for what the client sent or asked too soon,

@@ -14,6 +14,7 @@ use crate::domain::role::Permission;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Path, Query};
+use crate::http::middleware::LogEvent;
 use crate::http::page::{self, Page};
 use crate::service::Console;
 
@@ -102,5 +103,10 @@ pub async fn messages(
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
     let slice = console.messages(&id, query.order, after, limit)?;
     let page = Page::from_slice(slice, |m| cursor::encode_message(m.position));
-    Ok(page.render(MESSAGE_JSON_BYTES))
+    let mut response = page.render(MESSAGE_JSON_BYTES).into_response();
+    response.extensions_mut().insert(LogEvent {
+        event: "paginate",
+        chat_id: id,
+    });
+    Ok(response)
 }

@@ -16,6 +16,7 @@ use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonObject, Path};
 use crate::http::input;
+use crate::http::middleware::LogEvent;
 use crate::service::send::{SendRequest, SendResponse};
 use crate::service::{Console, ServiceError};
 
@@ -40,7 +41,13 @@ pub async fn send(
         Err(denied) => denied.into_response(),
         Ok(_) => match input::from_json::<SendBody>(&body) {
             Err(invalid) => ApiError::from(invalid).into_response(),
-            Ok(typed) => respond(accept(&console, caller, chat_id, &headers, &body, typed).await),
+            Ok(typed) => {
+                let logged = chat_id.clone();
+                respond(
+                    accept(&console, caller, chat_id, &headers, &body, typed).await,
+                    logged,
+                )
+            }
         },
     };
     if let Ok(policy) = HeaderValue::from_str(&policy_header(&limits)) {
@@ -49,11 +56,16 @@ pub async fn send(
     response
 }
 
-fn respond(result: Result<SendResponse, ServiceError>) -> Response {
+fn respond(result: Result<SendResponse, ServiceError>, chat_id: String) -> Response {
     match result {
         Ok(reply) => {
             let quota = reply.quota;
-            with_quota(sent(reply), &quota)
+            let event = if reply.replayed { "replay" } else { "send" };
+            let mut response = with_quota(sent(reply), &quota);
+            response
+                .extensions_mut()
+                .insert(LogEvent { event, chat_id });
+            response
         }
         Err(refused @ ServiceError::RateLimited { quota, .. }) => {
             with_quota(ApiError::from(refused).into_response(), &quota)
