@@ -32,10 +32,14 @@ struct SseReader {
 }
 
 impl SseReader {
+    /// The admin stream with `query`.
     async fn open(app: &TestApp, query: &str, last_event_id: Option<u64>) -> SseReader {
-        let mut request = app
-            .request(Method::GET, &format!("{STREAM}{query}"))
-            .bearer_auth(&app.admin_key);
+        Self::open_at(app, &format!("{STREAM}{query}"), last_event_id).await
+    }
+
+    /// The stream at `path`, as the admin, resuming after `last_event_id` when given.
+    async fn open_at(app: &TestApp, path: &str, last_event_id: Option<u64>) -> SseReader {
+        let mut request = app.request(Method::GET, path).bearer_auth(&app.admin_key);
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", HeaderValue::from(id));
         }
@@ -266,18 +270,7 @@ async fn a_circuit_opening_is_an_agents_event_and_its_card_change_a_health_event
 
 /// Opens `GET /api/chats/{chat}/events`, resuming after `last_seq` when given.
 async fn chat_stream(app: &TestApp, chat: &str, last_seq: Option<u64>) -> SseReader {
-    let mut request = app
-        .request(Method::GET, &format!("api/chats/{chat}/events"))
-        .bearer_auth(&app.admin_key);
-    if let Some(seq) = last_seq {
-        request = request.header("Last-Event-ID", HeaderValue::from(seq));
-    }
-    let response = send(request).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    SseReader {
-        response,
-        buffer: String::new(),
-    }
+    SseReader::open_at(app, &format!("api/chats/{chat}/events"), last_seq).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
