@@ -30,6 +30,9 @@ pub enum Command {
     /// Look after the database file of a stopped service.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Take and list backups of the database.
+    #[command(subcommand)]
+    Backup(BackupCommand),
 }
 
 /// Where to find the configuration, and what to override in it.
@@ -132,6 +135,21 @@ pub enum RetentionCommand {
         /// Entries to print (1-200).
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Copy the database, as of one moment, into `backup.dir` (while the service serves) and
+    /// print what the copy holds.
+    Create {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print the backups in `backup.dir`, newest first.
+    List {
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -18,6 +18,7 @@ async fn main() -> ExitCode {
         Command::Keys(command) => commands::keys::run(command).await,
         Command::Audit(command) => commands::audit::run(command).await,
         Command::Retention(command) => commands::retention::run(command).await,
+        Command::Backup(command) => commands::backup::run(command).await,
         Command::Db(command) => commands::db::run(command).await,
     };
     match result {

@@ -1,6 +1,7 @@
 //! What each CLI command does.
 
 pub mod audit;
+pub mod backup;
 pub mod client;
 pub mod db;
 pub mod keys;

@@ -155,3 +155,48 @@ async fn only_the_last_backups_are_kept() {
         .await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 }
+
+fn stdout_json(output: &std::process::Output) -> Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+#[tokio::test]
+async fn the_cli_takes_backups_through_the_service_or_on_the_stopped_file() {
+    let app = spawn_app().await;
+    let url = app.address.to_string();
+    let through = app.run_cli(&["backup", "create", "--url", &url]).await;
+    assert!(String::from_utf8_lossy(&through.stderr).contains("through the running service"));
+    let through = stdout_json(&through);
+    let stopped = app.stop().await;
+
+    let direct = stopped.run_cli(&["backup", "create"]).await;
+    assert!(String::from_utf8_lossy(&direct.stderr).contains("directly on"));
+    let direct = stdout_json(&direct);
+    assert!(direct["rows"]["audit"].as_u64() > Some(0), "{direct}");
+    let listed = stdout_json(&stopped.run_cli(&["backup", "list"]).await);
+    let files: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|b| b["file"].as_str().expect("file"))
+        .collect();
+    let newest_first = [
+        direct["file"].as_str().expect("file"),
+        through["file"].as_str().expect("file"),
+    ];
+    assert_eq!(files, newest_first, "{listed}");
+
+    let file = stopped.data_dir().join("backups").join(newest_first[0]);
+    let restored = spawn_app_on_database(&file, &[("SOFIIA_ADMIN_TOKEN", RESTORED_ADMIN)]).await;
+    let verified = expect_json(
+        restored.get("/api/audit/verify", RESTORED_ADMIN).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(verified["valid"], true, "{verified}");
+}
