@@ -12,6 +12,18 @@ use crate::helpers::{TestApp, expect_json, spawn_app, spawn_app_on_database, spa
 
 const RESTORED_ADMIN: &str = "restored-admin-token-0123456789";
 
+/// A service started on a copy of the backup `file`, whose audit chain verifies.
+async fn restored_and_verified(file: &std::path::Path) -> TestApp {
+    let restored = spawn_app_on_database(file, &[("SOFIIA_ADMIN_TOKEN", RESTORED_ADMIN)]).await;
+    let verified = expect_json(
+        restored.get("/api/audit/verify", RESTORED_ADMIN).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(verified["valid"], true, "{verified}");
+    restored
+}
+
 async fn backup(app: &TestApp) -> Value {
     expect_json(
         app.post_json("/api/admin/backup", &app.admin_key, &json!({}))
@@ -101,13 +113,7 @@ async fn a_backup_under_send_load_holds_every_acknowledged_send_and_verifies() {
     let recorded = app.page("/api/audit", &[("action", "backup.create")]).await;
     assert_eq!(recorded.items.len(), 1);
 
-    let restored = spawn_app_on_database(&file, &[("SOFIIA_ADMIN_TOKEN", RESTORED_ADMIN)]).await;
-    let verified = expect_json(
-        restored.get("/api/audit/verify", RESTORED_ADMIN).await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(verified["valid"], true, "{verified}");
+    let restored = restored_and_verified(&file).await;
     for (task, acknowledged) in before_backup.iter().enumerate() {
         let kept = message_ids(&restored, &format!("load-{task}"), RESTORED_ADMIN).await;
         for id in acknowledged {
@@ -192,11 +198,5 @@ async fn the_cli_takes_backups_through_the_service_or_on_the_stopped_file() {
     assert_eq!(files, newest_first, "{listed}");
 
     let file = stopped.data_dir().join("backups").join(newest_first[0]);
-    let restored = spawn_app_on_database(&file, &[("SOFIIA_ADMIN_TOKEN", RESTORED_ADMIN)]).await;
-    let verified = expect_json(
-        restored.get("/api/audit/verify", RESTORED_ADMIN).await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(verified["valid"], true, "{verified}");
+    restored_and_verified(&file).await;
 }

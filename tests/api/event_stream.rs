@@ -76,6 +76,19 @@ impl SseReader {
         }
     }
 
+    /// Asserts that the stream opens with a `reset` event (it has no id, so `next` skips it).
+    async fn expect_reset(mut self) {
+        let frame = tokio::time::timeout(Duration::from_secs(5), self.response.chunk())
+            .await
+            .expect("the reset arrives")
+            .expect("reads")
+            .expect("open");
+        assert!(
+            String::from_utf8_lossy(&frame).contains("event: reset"),
+            "{frame:?}"
+        );
+    }
+
     /// The next `count` events.
     async fn take(&mut self, count: usize) -> Vec<SseEvent> {
         let mut events = Vec::with_capacity(count);
@@ -142,16 +155,8 @@ async fn a_reconnect_with_last_event_id_receives_exactly_the_events_it_missed() 
     assert_eq!(live.data["text"], "five");
 
     // An id the service no longer keeps (or never gave) is a gap: the stream says so first.
-    let mut stale = SseReader::open(&app, "?topics=chats", Some(last + 1_000)).await;
-    let frame = tokio::time::timeout(Duration::from_secs(5), stale.response.chunk())
-        .await
-        .expect("the reset arrives")
-        .expect("reads")
-        .expect("open");
-    assert!(
-        String::from_utf8_lossy(&frame).contains("event: reset"),
-        "{frame:?}"
-    );
+    let stale = SseReader::open(&app, "?topics=chats", Some(last + 1_000)).await;
+    stale.expect_reset().await;
 }
 
 #[tokio::test]
@@ -300,14 +305,8 @@ async fn a_chat_stream_delivers_in_commit_order_and_resumes_by_seq() {
     assert_eq!(ids(&again.take(2).await), [43, 44]);
 
     // Messages from before anything was kept (the first two) cannot be replayed: say so.
-    let mut early = chat_stream(&app, "busy", Some(0)).await;
-    let frame = tokio::time::timeout(Duration::from_secs(5), early.response.chunk())
+    chat_stream(&app, "busy", Some(0))
         .await
-        .expect("the reset arrives")
-        .expect("reads")
-        .expect("open");
-    assert!(
-        String::from_utf8_lossy(&frame).contains("event: reset"),
-        "{frame:?}"
-    );
+        .expect_reset()
+        .await;
 }
