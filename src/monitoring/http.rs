@@ -28,19 +28,23 @@ thread_local! {
 /// template (or a fixed word for requests that matched none).
 pub fn record(method: &'static str, route: &str, status: u16, latency: Duration) {
     ROUTES.with_borrow_mut(|routes| {
-        if !routes.contains_key(route) {
-            let series = RouteSeries {
-                duration: metrics::histogram!(HTTP_DURATION, "route" => route.to_owned()),
-                requests: HashMap::new(),
-            };
-            routes.insert(route.to_owned(), series);
-        }
-        let Some(series) = routes.get_mut(route) else {
+        if let Some(series) = routes.get_mut(route) {
+            series.record(method, route, status, latency);
             return;
+        }
+        let mut series = RouteSeries {
+            duration: metrics::histogram!(HTTP_DURATION, "route" => route.to_owned()),
+            requests: HashMap::new(),
         };
-        series.duration.record(latency.as_secs_f64());
-        series
-            .requests
+        series.record(method, route, status, latency);
+        routes.insert(route.to_owned(), series);
+    });
+}
+
+impl RouteSeries {
+    fn record(&mut self, method: &'static str, route: &str, status: u16, latency: Duration) {
+        self.duration.record(latency.as_secs_f64());
+        self.requests
             .entry((method, status))
             .or_insert_with(|| {
                 metrics::counter!(
@@ -51,5 +55,5 @@ pub fn record(method: &'static str, route: &str, status: u16, latency: Duration)
                 )
             })
             .increment(1);
-    });
+    }
 }

@@ -116,7 +116,7 @@ pub struct NodeFigures {
     pub errors_last_hour: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct IdempotencyFigures {
     pub records: u64,
     /// Keys this process is working on now.
@@ -138,7 +138,7 @@ pub struct RateLimitFigures {
     pub operator_burst: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct RetentionFigures {
     pub last_run_id: Option<u64>,
     pub last_run_status: Option<&'static str>,
@@ -305,10 +305,9 @@ impl Console {
             Err(error) => {
                 tracing::error!(event = "error", %error, "idempotency figures unreadable");
                 let figures = IdempotencyFigures {
-                    records: 0,
                     in_progress,
                     oldest_in_progress_s: oldest.map(|age| age.as_secs()),
-                    oldest_expired_at: None,
+                    ..IdempotencyFigures::default()
                 };
                 return card(
                     CardStatus::Error,
@@ -349,20 +348,10 @@ impl Console {
             Ok(state) => state,
             Err(error) => {
                 tracing::error!(event = "error", %error, "retention job log unreadable");
-                let figures = RetentionFigures {
-                    last_run_id: None,
-                    last_run_status: None,
-                    last_run_started_at: None,
-                    last_run_finished_at: None,
-                    last_run_deleted: None,
-                    last_success_at: None,
-                    consecutive_failures: 0,
-                    next_run_at: String::new(),
-                };
                 return card(
                     CardStatus::Error,
                     "the retention job log cannot be read",
-                    figures,
+                    RetentionFigures::default(),
                 );
             }
         };
