@@ -30,7 +30,7 @@ pub enum Command {
     /// Look after the database file of a stopped service.
     #[command(subcommand)]
     Db(DbCommand),
-    /// Take and list backups of the database.
+    /// Take, list, check and restore backups of the database.
     #[command(subcommand)]
     Backup(BackupCommand),
 }
@@ -152,6 +152,16 @@ pub enum BackupCommand {
     List {
         #[command(flatten)]
         client: ClientArgs,
+    },
+    /// Check a backup file: every page's checksum, its schema version and its audit chain; exits
+    /// non-zero unless it could replace the database.
+    Verify { file: PathBuf },
+    /// Put a backup in the place of the database of a stopped service, after checking it; the
+    /// current file is kept beside it.
+    Restore {
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
 }
 

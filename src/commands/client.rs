@@ -73,7 +73,7 @@ pub fn open_stopped(args: &ConfigArgs) -> Result<Offline, String> {
     })
 }
 
-fn load_config(args: &ConfigArgs) -> Result<Config, String> {
+pub fn load_config(args: &ConfigArgs) -> Result<Config, String> {
     Config::load(&Flags {
         config: args.config.clone(),
         listen: None,

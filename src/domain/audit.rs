@@ -115,10 +115,11 @@ pub enum Action {
     RetentionRun,
     RetentionDryRun,
     BackupCreate,
+    BackupRestore,
 }
 
 impl Action {
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::ChatCreate,
         Action::ChatUpdate,
         Action::ChatSend,
@@ -138,6 +139,7 @@ impl Action {
         Action::RetentionRun,
         Action::RetentionDryRun,
         Action::BackupCreate,
+        Action::BackupRestore,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -161,6 +163,7 @@ impl Action {
             Action::RetentionRun => "retention.run",
             Action::RetentionDryRun => "retention.dry_run",
             Action::BackupCreate => "backup.create",
+            Action::BackupRestore => "backup.restore",
         }
     }
 

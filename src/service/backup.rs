@@ -1,6 +1,8 @@
 //! Backups on request (`POST /api/admin/backup`, `sofiia-console backup create`): a consistent
 //! copy of the database taken while the service serves (`store::backup`), named by its time,
-//! audited as `backup.create`, the oldest beyond `backup.keep` deleted.
+//! audited as `backup.create`, the oldest beyond `backup.keep` deleted. Also their check
+//! (`backup verify`) and their restore on a stopped service (`backup restore`, `store::restore`),
+//! audited as `backup.restore` in the restored file.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,8 @@ use serde::Serialize;
 use super::{Console, ServiceError};
 use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::domain::rfc3339;
+use crate::store::backup::{Checked, check_copy};
+use crate::store::restore::{RestoreError, Restored, restore};
 
 const PREFIX: &str = "sofiia-";
 const SUFFIX: &str = ".redb";
@@ -76,15 +80,58 @@ impl Console {
     pub fn backups(&self) -> Vec<Backup> {
         listed(&self.backup.dir)
     }
+
+    /// Records, in the restored file, that it was restored: what from, and where the file it
+    /// replaced was kept.
+    pub async fn record_restore(
+        &self,
+        ctx: &Context,
+        restored: &Restored,
+    ) -> Result<(), ServiceError> {
+        let from = restored.restored_from.display().to_string();
+        let mut audit = ctx
+            .draft(
+                self.clock.now_ms(),
+                Action::BackupRestore,
+                Target::new("backup", &from),
+                Outcome::Ok,
+            )
+            .detail("restored_head_seq", restored.checked.audit.head_seq);
+        if let Some(previous) = &restored.previous {
+            audit = audit.detail("previous", previous.display().to_string());
+        }
+        self.store.append_audit(vec![audit]).await?;
+        Ok(())
+    }
+}
+
+/// Checks the backup `file` (`backup verify`): integrity, schema version and audit chain.
+pub fn verify_backup(file: &Path) -> Result<Checked, ServiceError> {
+    Ok(check_copy(file)?)
+}
+
+/// Restores `file` over the database at `database` of a stopped service, keeping the current
+/// file beside it as `<database>.before-restore-<time>`.
+pub fn restore_backup(database: &Path, file: &Path, now_ms: u64) -> Result<Restored, RestoreError> {
+    let stamp = file_stamp(now_ms);
+    let mut kept = database.as_os_str().to_owned();
+    kept.push(format!(".before-restore-{stamp}"));
+    let restored = restore(file, database, Path::new(&kept))?;
+    tracing::info!(event = "backup_restored", from = %file.display(), "backup restored");
+    Ok(restored)
 }
 
 /// `sofiia-YYYYMMDDTHHMMSS.mmmZ.redb`: sorts by time, and says when at a glance.
 fn file_name(now_ms: u64) -> String {
-    let stamp: String = rfc3339(now_ms)
+    format!("{PREFIX}{}{SUFFIX}", file_stamp(now_ms))
+}
+
+/// `YYYYMMDDTHHMMSS.mmmZ`: a time that sorts as text and is safe in a file name.
+fn file_stamp(now_ms: u64) -> String {
+    rfc3339(now_ms)
         .chars()
         .filter(|c| !matches!(c, '-' | ':'))
-        .collect();
-    format!("{PREFIX}{stamp}{SUFFIX}")
+        .collect()
 }
 
 fn listed(dir: &Path) -> Vec<Backup> {

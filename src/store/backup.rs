@@ -15,11 +15,13 @@ use redb::{
     Database, Durability, Key, ReadTransaction, ReadableTable, TableDefinition, TableHandle, Value,
 };
 
+use super::audit::Verification;
+use super::database::Gated;
 use super::tables::{
     API_KEYS, AUDIT, AUDIT_INDEXES, CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS,
     MESSAGES, META, RATE_WINDOWS, RETENTION_RUNS, SESSIONS,
 };
-use super::{Store, StoreError};
+use super::{CACHE_BYTES, SCHEMA_VERSION, Store, StoreError, audit, maintenance, schema};
 
 /// Rows written to the copy per write transaction.
 const COPY_CHUNK: usize = 10_000;
@@ -31,6 +33,60 @@ pub struct Copied {
     pub bytes: u64,
     /// Rows per table.
     pub rows: BTreeMap<String, u64>,
+}
+
+/// What a backup file holds, found by opening it with redb's integrity check.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Checked {
+    pub file: PathBuf,
+    pub bytes: u64,
+    pub schema_version: u32,
+    pub audit: Verification,
+    /// Rows per table.
+    pub rows: BTreeMap<String, u64>,
+}
+
+/// Checks the backup `file`: every page's checksum (redb's integrity check, which reports a
+/// damaged file as an error where a plain open may panic), a schema version this binary knows,
+/// and the audit chain from its checkpoint to its head. A file that fails to open, or holds no
+/// schema version, is an error; a chain that does not verify is reported in `audit`.
+///
+/// The check commits to the file (redb rebuilds its allocator state), which changes no row.
+pub fn check_copy(file: &Path) -> Result<Checked, StoreError> {
+    let shown = file.display();
+    let database = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .set_check_integrity_on_open(true)
+        .open(file)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                StoreError::Database(format!("{shown} is in use by a running service"))
+            }
+            other => StoreError::Corrupt(format!("{shown} is not a sound database: {other}")),
+        })?;
+    let db = Gated::new(database, file);
+    let schema_version = db
+        .read(|txn| schema::version_in(&txn.open_table(META)?))
+        .map_err(|e| StoreError::Corrupt(format!("{shown}: {e}")))?
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{shown} records no schema version: it is not a sofiia-console database"
+            ))
+        })?;
+    if schema_version > SCHEMA_VERSION {
+        return Err(StoreError::Database(format!(
+            "{shown} was written by a newer sofiia-console (schema version {schema_version}; this binary knows up to {SCHEMA_VERSION})"
+        )));
+    }
+    let audit = audit::verify(&db)?;
+    let rows = db.read(maintenance::table_rows)?;
+    Ok(Checked {
+        file: file.to_owned(),
+        bytes: std::fs::metadata(file).map_or(0, |m| m.len()),
+        schema_version,
+        audit,
+        rows,
+    })
 }
 
 impl Store {
@@ -150,7 +206,7 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
 }
 
 /// Makes a rename in `file`'s directory durable.
-fn sync_dir(file: &Path) -> std::io::Result<()> {
+pub(super) fn sync_dir(file: &Path) -> std::io::Result<()> {
     match file.parent() {
         Some(dir) => File::open(dir)?.sync_all(),
         None => Ok(()),

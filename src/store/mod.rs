@@ -20,6 +20,7 @@ pub mod messages;
 pub mod published;
 pub mod rate;
 mod replays;
+pub mod restore;
 pub mod retention;
 mod schema;
 pub mod send;

@@ -17,7 +17,8 @@ use super::{OpenError, StoreError};
 /// version-1 binary could not read a pruned chain or the new actions, so it must refuse the file.
 /// 3: audit index keys lead with a bucket of `seq` (`tables::audit_index_key`).
 /// 4: the `backup.create` audit action, which a version-3 binary could not read.
-pub const SCHEMA_VERSION: u32 = 4;
+/// 5: the `backup.restore` audit action, likewise.
+pub const SCHEMA_VERSION: u32 = 5;
 const VERSION_KEY: &str = "schema_version";
 
 /// Brings the file to `SCHEMA_VERSION` in one transaction, or refuses a newer file untouched.
@@ -48,7 +49,13 @@ pub(super) fn prepare(db: &Database, path: &str) -> Result<(), OpenError> {
 }
 
 fn stored_version(txn: &WriteTransaction) -> Result<Option<u32>, StoreError> {
-    let meta = txn.open_table(META)?;
+    version_in(&txn.open_table(META)?)
+}
+
+/// The schema version recorded in `meta`; `None` in a file that never held one.
+pub(super) fn version_in(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Option<u32>, StoreError> {
     let Some(raw) = meta.get(VERSION_KEY)? else {
         return Ok(None);
     };

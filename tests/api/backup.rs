@@ -8,7 +8,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, expect_json, spawn_app, spawn_app_on_database, spawn_app_with};
+use crate::helpers::{
+    TestApp, expect_json, run_binary, spawn_app, spawn_app_on_database, spawn_app_with,
+};
 
 const RESTORED_ADMIN: &str = "restored-admin-token-0123456789";
 
@@ -199,4 +201,147 @@ async fn the_cli_takes_backups_through_the_service_or_on_the_stopped_file() {
 
     let file = stopped.data_dir().join("backups").join(newest_first[0]);
     restored_and_verified(&file).await;
+}
+
+/// The backup file `created` names, in `data_dir`'s backup directory.
+fn backup_file(data_dir: &std::path::Path, created: &Value) -> std::path::PathBuf {
+    data_dir
+        .join("backups")
+        .join(created["file"].as_str().expect("file"))
+}
+
+fn texts(history: &[Value]) -> Vec<&str> {
+    history.iter().filter_map(|m| m["text"].as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_restore_puts_the_checked_backup_in_place_keeps_the_old_file_and_is_audited() {
+    let app = spawn_app().await;
+    app.send_text("restore-chat", "sent before the backup")
+        .await;
+    let created = backup(&app).await;
+    app.send_text("restore-chat", "sent after the backup").await;
+    let stopped = app.stop().await;
+    let file = backup_file(&stopped.data_dir(), &created);
+
+    let verified =
+        stdout_json(&run_binary(&["backup", "verify", file.to_str().expect("path")]).await);
+    assert_eq!(verified["audit"]["valid"], true, "{verified}");
+    assert_eq!(verified["rows"]["messages"], 2, "{verified}");
+
+    let restored = stdout_json(
+        &stopped
+            .run_cli(&["backup", "restore", file.to_str().expect("path")])
+            .await,
+    );
+    let previous = std::path::PathBuf::from(restored["previous"].as_str().expect("previous"));
+    assert!(previous.starts_with(stopped.data_dir()), "{restored}");
+    let kept =
+        stdout_json(&run_binary(&["backup", "verify", previous.to_str().expect("path")]).await);
+    assert_eq!(
+        kept["rows"]["messages"], 4,
+        "the old file is kept whole: {kept}"
+    );
+
+    let app = stopped.start(&[]).await;
+    let history = app.history("restore-chat").await;
+    let texts = texts(&history);
+    assert!(texts.contains(&"sent before the backup"), "{texts:?}");
+    assert!(!texts.contains(&"sent after the backup"), "{texts:?}");
+    let verified = expect_json(
+        app.get("/api/audit/verify", &app.admin_key).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(verified["valid"], true, "{verified}");
+    let recorded = app
+        .page("/api/audit", &[("action", "backup.restore")])
+        .await;
+    assert_eq!(recorded.items.len(), 1);
+    assert_eq!(
+        recorded.items[0]["details"]["previous"],
+        restored["previous"]
+    );
+}
+
+#[tokio::test]
+async fn a_restore_refuses_while_the_service_runs() {
+    let app = spawn_app().await;
+    let created = backup(&app).await;
+    let file = backup_file(&app.data_dir(), &created);
+    let refused = app
+        .run_cli(&["backup", "restore", file.to_str().expect("path")])
+        .await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("in use by the running service"), "{stderr}");
+    app.send_text("still-serving", "the service is untouched")
+        .await;
+    let files: Vec<_> = std::fs::read_dir(app.data_dir())
+        .expect("data dir")
+        .map(|e| e.expect("entry").file_name().into_string().expect("name"))
+        .filter(|name| name.contains("restor"))
+        .collect();
+    assert_eq!(files, Vec::<String>::new(), "nothing was swapped");
+}
+
+#[tokio::test]
+async fn a_damaged_backup_fails_its_check_and_is_never_restored() {
+    let app = spawn_app().await;
+    app.send_text("damaged", "a marker the damage will hit")
+        .await;
+    let created = backup(&app).await;
+    let stopped = app.stop().await;
+    let file = backup_file(&stopped.data_dir(), &created);
+    let mut bytes = std::fs::read(&file).expect("the backup");
+    let marker = b"a marker the damage will hit";
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the message is in the backup");
+    bytes[at] ^= 0x20;
+    std::fs::write(&file, bytes).expect("damage the backup");
+
+    let checked = run_binary(&["backup", "verify", file.to_str().expect("path")]).await;
+    assert!(!checked.status.success());
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(stderr.contains("is not a sound database"), "{stderr}");
+
+    let refused = stopped
+        .run_cli(&["backup", "restore", file.to_str().expect("path")])
+        .await;
+    assert!(!refused.status.success());
+    let app = stopped.start(&[]).await;
+    let history = app.history("damaged").await;
+    assert!(texts(&history).contains(&"a marker the damage will hit"));
+}
+
+#[tokio::test]
+async fn a_backup_whose_chain_was_cut_fails_its_check_and_is_never_restored() {
+    let app = spawn_app().await;
+    app.send_text("cut", "one").await;
+    let created = backup(&app).await;
+    let stopped = app.stop().await;
+    let file = backup_file(&stopped.data_dir(), &created);
+    let db = redb::Database::open(&file).expect("open the backup");
+    let write = db.begin_write().expect("write transaction");
+    write
+        .open_table(redb::TableDefinition::<u64, &[u8]>::new("audit"))
+        .expect("audit table")
+        .remove(2)
+        .expect("remove an event");
+    write.commit().expect("commit");
+    drop(db);
+
+    let checked = run_binary(&["backup", "verify", file.to_str().expect("path")]).await;
+    assert!(!checked.status.success());
+    let report: Value = serde_json::from_slice(&checked.stdout).expect("a JSON report");
+    assert_eq!(report["audit"]["valid"], false, "{report}");
+    assert_eq!(report["audit"]["first_invalid_seq"], 2, "{report}");
+    let refused = stopped
+        .run_cli(&["backup", "restore", file.to_str().expect("path")])
+        .await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("does not verify"), "{stderr}");
 }

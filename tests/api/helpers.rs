@@ -522,6 +522,16 @@ fn half_a_day_from_now() -> String {
     format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60)
 }
 
+/// Runs `sofiia-console ARGS` as it stands, for commands that take no data dir.
+pub async fn run_binary(args: &[&str]) -> Output {
+    let mut command = server_command(&std::env::temp_dir(), &[]);
+    command.args(args);
+    tokio::time::timeout(EXIT_TIMEOUT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("sofiia-console {args:?} ran longer than {EXIT_TIMEOUT:?}"))
+        .expect("failed to run sofiia-console")
+}
+
 /// Runs `sofiia-console ARGS --data-dir DATA_DIR --config /dev/null` for the data dir in `root`.
 async fn run_cli(root: &Path, args: &[&str]) -> Output {
     let mut command = server_command(root, &[]);

@@ -7,7 +7,7 @@ use crate::helpers::{expect_json, serve_until_exit, spawn_app};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SCHEMA_VERSION: &str = "schema_version";
-const CURRENT_SCHEMA_VERSION: u32 = 4;
+const CURRENT_SCHEMA_VERSION: u32 = 5;
 
 fn stored_schema_version(db: &Database) -> u32 {
     let read = db.begin_read().expect("read transaction");
