@@ -93,11 +93,12 @@ fn open_file(config: &Config) -> Result<Offline, OpenError> {
     Ok(Offline { console, writer })
 }
 
-/// The audit context of a command run directly on the file: the operating-system user.
+/// The audit context of a command run directly on the file: the operating-system user, by
+/// name when the environment says it, else by uid (a root shell without a login has no `USER`).
 pub fn cli_context() -> Context {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .unwrap_or_else(|_| format!("uid-{}", rustix::process::getuid().as_raw()));
     Context {
         actor: Actor::cli(&user),
         request_id: None,

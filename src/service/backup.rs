@@ -116,7 +116,9 @@ pub fn restore_backup(database: &Path, file: &Path, now_ms: u64) -> Result<Resto
     let stamp = file_stamp(now_ms);
     let mut kept = database.as_os_str().to_owned();
     kept.push(format!(".before-restore-{stamp}"));
-    let restored = restore(file, database, Path::new(&kept))?;
+    // The audit event names the backup by a path that means something after the fact.
+    let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());
+    let restored = restore(&file, database, Path::new(&kept))?;
     tracing::info!(event = "backup_restored", from = %file.display(), "backup restored");
     Ok(restored)
 }
