@@ -908,6 +908,63 @@ mod tests {
         Config::load_from(&Flags::default(), env)
     }
 
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Keys of every shape the loader meets: known ones, nested, unknown, and odd.
+        fn env_name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "LISTEN",
+                    "DATA_DIR",
+                    "ADMIN_TOKEN",
+                    "CORS_ORIGINS",
+                    "HTTP__REQUEST_TIMEOUT_MS",
+                    "RATE_LIMIT__CHAT__BURST",
+                    "RETENTION__SCHEDULE",
+                    "RETENTION__AUDIT_DAYS",
+                    "AGENTS__NODES",
+                    "LOG__LEVEL",
+                    "EVENTS__RING_SIZE",
+                    "BACKUP__KEEP",
+                ])
+                .prop_map(str::to_owned),
+                "[A-Z_]{0,30}",
+                any::<String>(),
+            ]
+            .prop_map(|name| format!("SOFIIA_{name}"))
+        }
+
+        proptest! {
+            #[test]
+            fn any_file_loads_or_is_refused_without_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+                let file = tempfile::NamedTempFile::new().unwrap();
+                std::fs::write(file.path(), &bytes).unwrap();
+                let flags = Flags { config: Some(file.path().to_owned()), ..Flags::default() };
+                let _ = Config::load_from(&flags, std::iter::empty());
+            }
+
+            #[test]
+            fn any_toml_text_loads_or_is_refused_without_panic(
+                text in r#"(\[[a-z_.]{0,20}\]\n)?([a-z_.]{1,24} = ("[^"\n]{0,12}"|-?[0-9]{1,20}|true|\[\]|\{\}|\[1, "a"\])\n){0,6}"#,
+            ) {
+                let file = tempfile::NamedTempFile::new().unwrap();
+                std::fs::write(file.path(), &text).unwrap();
+                let flags = Flags { config: Some(file.path().to_owned()), ..Flags::default() };
+                let _ = Config::load_from(&flags, std::iter::empty());
+            }
+
+            #[test]
+            fn any_environment_loads_or_is_refused_without_panic(
+                env in prop::collection::vec((env_name(), any::<String>()), 0..6),
+            ) {
+                let _ = Config::load_from(&Flags::default(), env);
+            }
+        }
+    }
+
     #[test]
     fn defaults_need_no_configuration() {
         let config = load(&[]).unwrap();

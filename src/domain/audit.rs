@@ -523,4 +523,153 @@ mod tests {
         assert_eq!(Outcome::parse("denied"), Some(Outcome::Denied));
         assert_eq!(Action::parse("chat.delete"), None);
     }
+
+    mod properties {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn record() -> impl Strategy<Value = Record> {
+            let kinds = [
+                ActorKind::Key,
+                ActorKind::Session,
+                ActorKind::System,
+                ActorKind::Cli,
+                ActorKind::Anonymous,
+            ];
+            let roles = [Role::Admin, Role::Operator, Role::Viewer, Role::Auditor];
+            let detail = prop_oneof![
+                any::<String>().prop_map(Detail::Text),
+                any::<u64>().prop_map(Detail::Count),
+                any::<bool>().prop_map(Detail::Flag),
+            ];
+            (
+                (
+                    prop::sample::select(kinds.to_vec()),
+                    any::<String>(),
+                    prop::option::of(prop::sample::select(roles.to_vec())),
+                ),
+                prop::sample::select(Action::ALL.to_vec()),
+                (any::<String>(), any::<String>()),
+                prop::sample::select(vec![Outcome::Ok, Outcome::Denied, Outcome::Error]),
+                (
+                    prop::option::of(any::<String>()),
+                    prop::option::of(any::<String>()),
+                ),
+                prop::collection::btree_map(any::<String>(), detail, 0..5),
+            )
+                .prop_map(
+                    |(
+                        (kind, id, role),
+                        action,
+                        (target_kind, target_id),
+                        outcome,
+                        (request_id, client_ip),
+                        details,
+                    )| Record {
+                        actor: Actor { kind, id, role },
+                        action,
+                        target: Target {
+                            kind: target_kind,
+                            id: target_id,
+                        },
+                        outcome,
+                        request_id,
+                        client_ip,
+                        details,
+                    },
+                )
+        }
+
+        /// A chain of events over the generated records, from `first_seq` on.
+        fn chain(records: Vec<Record>, first_seq: u64, ts_ms: u64) -> Vec<Event> {
+            let mut prev_hash = if first_seq == 1 { GENESIS } else { [7; 32] };
+            let mut events = Vec::new();
+            for (n, record) in records.into_iter().enumerate() {
+                let event = Event::chain(record, first_seq + n as u64, ts_ms + n as u64, prev_hash);
+                prev_hash = event.hash;
+                events.push(event);
+            }
+            events
+        }
+
+        /// Runs `ops/verify_audit_export.py` on `export`: its exit code.
+        fn python_verdict(export: &str, anchor: Option<&str>) -> i32 {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/verify_audit_export.py");
+            let mut command = Command::new("python3");
+            command.arg(script).arg("-");
+            if let Some(anchor) = anchor {
+                command.args(["--anchor", anchor]);
+            }
+            let mut child = command
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("python3 runs");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(export.as_bytes())
+                .expect("write the export");
+            child
+                .wait()
+                .expect("the verifier ends")
+                .code()
+                .expect("an exit code")
+        }
+
+        fn export(events: &[Event]) -> String {
+            events
+                .iter()
+                .map(|e| format!("{}\n", e.to_json()))
+                .collect()
+        }
+
+        proptest! {
+            #[test]
+            fn the_canonical_form_is_the_sorted_compact_json_of_the_event(
+                record in record(),
+                seq: u64,
+                ts_ms: u64,
+                prev_hash: [u8; 32],
+            ) {
+                let event = Event::chain(record, seq, ts_ms, prev_hash);
+                let canonical = event.canonical_bytes();
+                let reparsed: Value = serde_json::from_slice(&canonical).unwrap();
+                prop_assert_eq!(serde_json::to_vec(&reparsed).unwrap(), canonical);
+                let mut shown = event.to_json();
+                let stated = shown.as_object_mut().unwrap().remove("hash");
+                prop_assert_eq!(stated, Some(Value::from(hex::encode(event.hash))));
+                prop_assert_eq!(shown, reparsed);
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(32))]
+
+            #[test]
+            fn the_python_verifier_agrees_with_the_rust_chain(
+                records in prop::collection::vec(record(), 1..8),
+                from_genesis: bool,
+                ts_ms in 0u64..u64::MAX / 2,
+                tamper_at in any::<prop::sample::Index>(),
+                replacement in any::<String>(),
+            ) {
+                let first_seq = if from_genesis { 1 } else { 1_000 };
+                let mut events = chain(records, first_seq, ts_ms);
+                let anchor = (!from_genesis).then(|| hex::encode([7u8; 32]));
+                prop_assert_eq!(python_verdict(&export(&events), anchor.as_deref()), 0);
+
+                let victim = tamper_at.index(events.len());
+                if events[victim].record.target.id != replacement {
+                    events[victim].record.target.id = replacement;
+                    prop_assert_eq!(python_verdict(&export(&events), anchor.as_deref()), 1);
+                }
+            }
+        }
+    }
 }

@@ -175,4 +175,62 @@ mod tests {
         let bad_id = URL_SAFE_NO_PAD.encode(b"c\0\0\0\0\0\0\0\x01a b");
         assert_eq!(decode_chat(&bad_id), Err(InvalidCursor));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn slug() -> impl Strategy<Value = String> {
+            "[A-Za-z0-9_-]{1,64}"
+        }
+
+        proptest! {
+            #[test]
+            fn every_cursor_round_trips(ts_ms: u64, seq: u64, id in slug()) {
+                let position = Position { ts_ms, seq };
+                prop_assert_eq!(decode_message(&encode_message(position)), Ok(position));
+                prop_assert_eq!(decode_audit(&encode_audit(seq)), Ok(seq));
+                prop_assert_eq!(decode_run(&encode_run(seq)), Ok(seq));
+                let chat = ChatCursor { activity_ms: ts_ms, id };
+                prop_assert_eq!(decode_chat(&encode_chat(&chat)), Ok(chat));
+            }
+
+            #[test]
+            fn a_cursor_of_one_listing_is_refused_by_every_other(ts_ms: u64, seq: u64, id in slug()) {
+                let message = encode_message(Position { ts_ms, seq });
+                let chat = encode_chat(&ChatCursor { activity_ms: ts_ms, id });
+                let audit = encode_audit(seq);
+                let run = encode_run(seq);
+                prop_assert_eq!(decode_chat(&message), Err(InvalidCursor));
+                prop_assert_eq!(decode_audit(&message), Err(InvalidCursor));
+                prop_assert_eq!(decode_message(&chat), Err(InvalidCursor));
+                prop_assert_eq!(decode_run(&audit), Err(InvalidCursor));
+                prop_assert_eq!(decode_audit(&run), Err(InvalidCursor));
+                prop_assert_eq!(decode_message(&audit), Err(InvalidCursor));
+            }
+
+            #[test]
+            fn any_text_decodes_or_is_refused_without_panic(text in any::<String>()) {
+                let _ = decode_message(&text);
+                let _ = decode_chat(&text);
+                let _ = decode_audit(&text);
+                let _ = decode_run(&text);
+            }
+
+            #[test]
+            fn any_bytes_behind_a_tag_decode_or_are_refused_without_panic(
+                tag in prop::sample::select(vec![MESSAGE_TAG, CHAT_TAG, AUDIT_TAG, RUN_TAG]),
+                body in prop::collection::vec(any::<u8>(), 0..80),
+            ) {
+                let mut bytes = vec![tag];
+                bytes.extend(body);
+                let text = URL_SAFE_NO_PAD.encode(bytes);
+                if let Ok(chat) = decode_chat(&text) {
+                    prop_assert!(slug::validate(&chat.id).is_ok());
+                }
+                let _ = (decode_message(&text), decode_audit(&text), decode_run(&text));
+            }
+        }
+    }
 }

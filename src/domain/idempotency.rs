@@ -183,4 +183,93 @@ mod tests {
             NextAction::Resume { message: position }
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{Map, Value};
+
+        use super::*;
+
+        /// JSON values as clients send them: nested, with unicode and escapes, and integers
+        /// beyond 2^53.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<String>().prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                    prop::collection::btree_map(any::<String>(), inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// `value` written with every object's keys in reverse order and spaces between tokens.
+        fn reordered_text(value: &Value) -> String {
+            match value {
+                Value::Object(map) => {
+                    let members: Vec<String> = map
+                        .iter()
+                        .rev()
+                        .map(|(k, v)| {
+                            format!("{} : {}", Value::from(k.as_str()), reordered_text(v))
+                        })
+                        .collect();
+                    format!("{{ {} }}", members.join(" ,\n "))
+                }
+                Value::Array(items) => {
+                    let items: Vec<String> = items.iter().map(reordered_text).collect();
+                    format!("[ {} ]", items.join(" , "))
+                }
+                other => other.to_string(),
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn key_order_and_whitespace_do_not_change_the_fingerprint(
+                fields in prop::collection::btree_map(any::<String>(), json_value(), 0..8),
+            ) {
+                let body = Value::Object(fields.into_iter().collect::<Map<_, _>>());
+                let retried: Value = serde_json::from_str(&reordered_text(&body)).unwrap();
+                prop_assert_eq!(
+                    fingerprint("POST", "/api/chats/c/send", &retried),
+                    fingerprint("POST", "/api/chats/c/send", &body)
+                );
+            }
+
+            #[test]
+            fn a_different_request_has_a_different_fingerprint(
+                body in json_value(),
+                other in json_value(),
+                path in "/[a-z/]{0,20}",
+                split in 0usize..20,
+            ) {
+                let same = fingerprint("POST", &path, &body);
+                if other != body {
+                    prop_assert_ne!(fingerprint("POST", &path, &other), same);
+                }
+                // Length prefixes: moving a byte from the path into the method changes it.
+                let split = split.min(path.len());
+                let (head, tail) = path.split_at(split);
+                if !head.is_empty() {
+                    prop_assert_ne!(fingerprint(&format!("POST{head}"), tail, &body), same);
+                }
+            }
+
+            #[test]
+            fn any_bytes_parse_as_a_key_or_are_refused_without_panic(
+                raw in prop::collection::vec(any::<u8>(), 0..300),
+            ) {
+                if let Ok(key) = IdempotencyKey::parse(&raw) {
+                    prop_assert_eq!(key.as_str().as_bytes(), raw.as_slice());
+                }
+            }
+        }
+    }
 }

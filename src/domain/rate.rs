@@ -234,4 +234,99 @@ mod tests {
         let meter = Meter::of(&LIMIT, tat, after_step);
         assert_eq!(meter.reset_ms, LIMIT.span_ms());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn limit() -> impl Strategy<Value = Limit> {
+            (1u64..=100_000, 1u64..=1_000)
+                .prop_map(|(per_minute, burst)| Limit { per_minute, burst })
+        }
+
+        proptest! {
+            #[test]
+            fn no_span_admits_more_than_the_burst_and_the_rate(
+                limit in (1u64..=100_000, 1u64..=50).prop_map(|(per_minute, burst)| Limit { per_minute, burst }),
+                start in 0u64..1u64 << 45,
+                gaps in prop::collection::vec(prop_oneof![3 => Just(0u64), 1 => 0u64..5_000], 1..400),
+            ) {
+                let mut tat = None;
+                let mut now = start;
+                let mut admitted = 0u64;
+                for gap in gaps {
+                    now += gap;
+                    if let Decision::Admit { tat: next, .. } = limit.decide(tat, now) {
+                        tat = Some(next);
+                        admitted += 1;
+                    }
+                    let bound = limit.burst + (now - start) / limit.interval_ms();
+                    prop_assert!(admitted <= bound, "{admitted} admitted, bound {bound}");
+                }
+            }
+
+            #[test]
+            fn a_refusal_says_exactly_when_to_retry(
+                limit in limit(),
+                now in 0u64..1u64 << 45,
+                spent in 0u64..2_000,
+            ) {
+                let mut tat = None;
+                for _ in 0..spent {
+                    if let Decision::Admit { tat: next, .. } = limit.decide(tat, now) {
+                        tat = Some(next);
+                    }
+                }
+                if let Decision::Reject { retry_after_ms, .. } = limit.decide(tat, now) {
+                    prop_assert!(retry_after_ms > 0);
+                    let admitted_then = matches!(limit.decide(tat, now + retry_after_ms), Decision::Admit { .. });
+                    prop_assert!(admitted_then);
+                    let refused_before = matches!(limit.decide(tat, now + retry_after_ms - 1), Decision::Reject { .. });
+                    prop_assert!(refused_before);
+                }
+            }
+
+            #[test]
+            fn remaining_counts_exactly_the_requests_still_admitted_now(
+                limit in limit(),
+                now in 0u64..1u64 << 45,
+                spent in 0u64..50,
+            ) {
+                let mut tat = None;
+                let mut last_remaining = limit.burst;
+                for _ in 0..=spent {
+                    match limit.decide(tat, now) {
+                        Decision::Admit { tat: next, remaining, .. } => {
+                            tat = Some(next);
+                            last_remaining = remaining;
+                        }
+                        Decision::Reject { .. } => {
+                            prop_assert_eq!(last_remaining, 0);
+                            return Ok(());
+                        }
+                    }
+                }
+                prop_assert!(last_remaining < limit.burst);
+                for _ in 0..last_remaining {
+                    let Decision::Admit { tat: next, .. } = limit.decide(tat, now) else {
+                        return Err(TestCaseError::fail("refused a request `remaining` promised"));
+                    };
+                    tat = Some(next);
+                }
+                let refused = matches!(limit.decide(tat, now), Decision::Reject { .. });
+                prop_assert!(refused);
+            }
+
+            #[test]
+            fn any_stored_state_and_clock_are_metered_without_panic(
+                limit in limit(),
+                tat: Option<u64>,
+                now in 0u64..u64::MAX / 2,
+            ) {
+                let _ = limit.decide(tat, now);
+                let _ = limit.remaining(tat.unwrap_or(now), now);
+            }
+        }
+    }
 }
