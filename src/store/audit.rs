@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
 use redb::{
-    ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction,
+    ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata, TableHandle,
+    WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -683,8 +684,30 @@ pub(super) fn verify(db: &Gated) -> Result<Verification, StoreError> {
                 walk = Walk::from(Some(checkpoint));
                 report.checked_from_seq = walk.next_seq;
             }
-            let until = last.min(walk.next_seq.saturating_add(VERIFY_CHUNK - 1));
-            walk.step(&txn.open_table(AUDIT)?, until, head.is_none())
+            // A chunk stays within one index bucket, whose entries it then checks exactly.
+            let from = walk.next_seq;
+            let bucket_last = ((from >> AUDIT_BUCKET_BITS) + 1 << AUDIT_BUCKET_BITS) - 1;
+            let until = last
+                .min(from.saturating_add(VERIFY_CHUNK - 1))
+                .min(bucket_last);
+            let mut expected = Expected::default();
+            if let Some(finding) = walk.step(
+                &txn.open_table(AUDIT)?,
+                until,
+                head.is_none(),
+                &mut expected,
+            )? {
+                return Ok(Some(finding));
+            }
+            // The first chunk also owns the bucket's seqs before it: retention removed those
+            // events, so any entry left for them is an orphan.
+            let first_chunk = from == report.checked_from_seq;
+            let low = if first_chunk {
+                from >> AUDIT_BUCKET_BITS << AUDIT_BUCKET_BITS
+            } else {
+                from
+            };
+            check_indexes(txn, low, walk.next_seq, &expected)
         })?;
         if let Some((seq, reason)) = finding {
             report.invalid(seq, reason);
@@ -740,13 +763,67 @@ impl From<Option<Checkpoint>> for Walk {
     }
 }
 
+/// The index entries the events of one chunk call for, per index in `AUDIT_INDEXES` order.
+#[derive(Default)]
+struct Expected([BTreeSet<(String, u64)>; 4]);
+
+impl Expected {
+    fn add(&mut self, event: &Event) {
+        for (entries, value) in self.0.iter_mut().zip(indexed_values(&event.record)) {
+            if let Some(value) = value {
+                entries.insert((value, event.seq));
+            }
+        }
+    }
+}
+
+/// Compares the index entries of the seqs `low..end` (all in one bucket) with the ones the
+/// chunk's events call for: an entry without its event, or an event without its entry, is the
+/// first problem found.
+fn check_indexes(
+    txn: &ReadTransaction,
+    low: u64,
+    end: u64,
+    expected: &Expected,
+) -> Result<Option<(u64, String)>, StoreError> {
+    let bucket = low >> AUDIT_BUCKET_BITS;
+    for (definition, wanted) in AUDIT_INDEXES.iter().zip(&expected.0) {
+        let index = txn.open_table(*definition)?;
+        let mut found = BTreeSet::new();
+        for row in index.range((bucket, "", 0)..(bucket + 1, "", 0))? {
+            let (key, _) = row?;
+            let (_, value, seq) = key.value();
+            if (low..end).contains(&seq) {
+                found.insert((value.to_owned(), seq));
+            }
+        }
+        if let Some((value, seq)) = found.difference(wanted).next() {
+            let name = definition.name();
+            return Ok(Some((
+                *seq,
+                format!("{name} holds an entry ({value:?}, {seq}) whose event does not exist"),
+            )));
+        }
+        if let Some((value, seq)) = wanted.difference(&found).next() {
+            let name = definition.name();
+            return Ok(Some((
+                *seq,
+                format!("event {seq} lacks its {name} entry ({value:?})"),
+            )));
+        }
+    }
+    Ok(None)
+}
+
 impl Walk {
-    /// Checks the events from `next_seq` through `until`; the first problem found, if any.
+    /// Checks the events from `next_seq` through `until`, noting the index entries each calls
+    /// for; the first problem found, if any.
     fn step(
         &mut self,
         events: &impl ReadableTable<u64, &'static [u8]>,
         until: u64,
         open_ended: bool,
+        expected: &mut Expected,
     ) -> Result<Option<(u64, String)>, StoreError> {
         let mut rows = events.range(self.next_seq..=until)?;
         while self.next_seq <= until {
@@ -773,6 +850,7 @@ impl Walk {
             if let Err(reason) = check_event(&event, raw.value(), seq, &self.prev_hash) {
                 return Ok(Some((seq, reason)));
             }
+            expected.add(&event);
             self.prev_hash = event.hash;
             self.next_seq += 1;
         }

@@ -642,6 +642,61 @@ async fn assert_broken_at(stopped: StoppedApp, seq: u64) {
     assert_invalid_at(&verify(&app).await, seq);
 }
 
+/// Changes the `audit_action_index` table of the stopped server's database: entries are
+/// `(seq >> 14, action, seq)`.
+fn change_action_index(data_dir: &Path, change: impl FnOnce(&mut Table<'_, (u64, &str, u64), ()>)) {
+    let db = Database::open(data_dir.join("sofiia.redb")).expect("open the stopped database");
+    let write = db.begin_write().expect("write transaction");
+    {
+        let definition: TableDefinition<(u64, &str, u64), ()> =
+            TableDefinition::new("audit_action_index");
+        let mut table = write.open_table(definition).expect("action index");
+        change(&mut table);
+    }
+    write.commit().expect("commit the change");
+}
+
+#[tokio::test]
+async fn an_event_without_its_index_entry_is_reported_at_its_seq() {
+    let (stopped, middle) = stopped_app_with_history().await;
+    let action = trail_action_at(&stopped, middle).await;
+    change_action_index(&stopped.data_dir(), |index| {
+        let removed = index
+            .remove((middle >> 14, action.as_str(), middle))
+            .expect("remove the entry");
+        assert!(removed.is_some(), "the entry was there");
+    });
+    assert_broken_at(stopped, middle).await;
+}
+
+#[tokio::test]
+async fn an_index_entry_without_its_event_is_reported_at_its_seq() {
+    let (stopped, middle) = stopped_app_with_history().await;
+    let action = trail_action_at(&stopped, middle).await;
+    let other = if action == "chat.send" {
+        "chat.reply"
+    } else {
+        "chat.send"
+    };
+    change_action_index(&stopped.data_dir(), |index| {
+        index
+            .insert((middle >> 14, other, middle), ())
+            .expect("add an entry");
+    });
+    assert_broken_at(stopped, middle).await;
+}
+
+/// The action of event `seq`, read from an export of the stopped server's trail.
+async fn trail_action_at(stopped: &StoppedApp, seq: u64) -> String {
+    let output = stopped.run_cli(&["audit", "export"]).await;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("an NDJSON line"))
+        .find(|event| event["seq"] == seq)
+        .and_then(|event| event["action"].as_str().map(str::to_owned))
+        .expect("the event is in the export")
+}
+
 #[tokio::test]
 async fn a_flipped_byte_in_a_stored_event_is_reported_at_its_seq() {
     let (stopped, middle) = stopped_app_with_history().await;
