@@ -686,7 +686,7 @@ pub(super) fn verify(db: &Gated) -> Result<Verification, StoreError> {
             }
             // A chunk stays within one index bucket, whose entries it then checks exactly.
             let from = walk.next_seq;
-            let bucket_last = ((from >> AUDIT_BUCKET_BITS) + 1 << AUDIT_BUCKET_BITS) - 1;
+            let bucket_last = (((from >> AUDIT_BUCKET_BITS) + 1) << AUDIT_BUCKET_BITS) - 1;
             let until = last
                 .min(from.saturating_add(VERIFY_CHUNK - 1))
                 .min(bucket_last);
