@@ -24,7 +24,7 @@ use super::tables::{
     AUDIT, AUDIT_BUCKET_BITS, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET,
     AUDIT_INDEXES, AuditIndexKey, META, audit_index_key,
 };
-use super::{Store, StoreError};
+use super::{Snapshots, Store, StoreError};
 use crate::domain::audit::{Draft, Event, Filter, GENESIS, Hash, Outcome, Record};
 use crate::domain::retention::Tally;
 use crate::failpoints;
@@ -652,8 +652,8 @@ fn tighter_upper(high: SeqBound, before: u64) -> SeqBound {
 /// every `prev_hash` the hash before it, every `hash` its content's, and the head naming the last
 /// event. Each chunk of `VERIFY_CHUNK` events is read in a transaction of its own; when retention
 /// moves the checkpoint past the walk meanwhile, the walk continues from the new checkpoint.
-fn verify(store: &Store) -> Result<Verification, StoreError> {
-    let (head, checkpoint, total_entries) = store.read(|txn| {
+pub(super) fn verify(store: &impl Snapshots) -> Result<Verification, StoreError> {
+    let (head, checkpoint, total_entries) = store.snapshot(|txn| {
         let meta = txn.open_table(META)?;
         // A damaged head is a finding to report, not a reason to fail the verification.
         let head = match meta.get(AUDIT_HEAD_KEY)? {
@@ -675,7 +675,7 @@ fn verify(store: &Store) -> Result<Verification, StoreError> {
     };
     let last = head.map_or(u64::MAX, |h| h.seq);
     while walk.next_seq <= last {
-        let finding = store.read(|txn| {
+        let finding = store.snapshot(|txn| {
             let checkpoint: Option<Checkpoint> =
                 codec::get(&txn.open_table(META)?, AUDIT_CHECKPOINT_KEY)?;
             if let Some(checkpoint) = checkpoint.filter(|c| c.seq >= walk.next_seq) {

@@ -78,7 +78,7 @@ impl Store {
     }
 }
 
-fn table_rows(txn: &ReadTransaction) -> Result<BTreeMap<String, u64>, StoreError> {
+pub(super) fn table_rows(txn: &ReadTransaction) -> Result<BTreeMap<String, u64>, StoreError> {
     let mut rows = BTreeMap::new();
     for handle in txn.list_tables()? {
         let name = handle.name().to_owned();

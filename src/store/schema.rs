@@ -48,7 +48,13 @@ pub(super) fn prepare(db: &Database, path: &str) -> Result<(), OpenError> {
 }
 
 fn stored_version(txn: &WriteTransaction) -> Result<Option<u32>, StoreError> {
-    let meta = txn.open_table(META)?;
+    version_in(&txn.open_table(META)?)
+}
+
+/// The version recorded in `meta`, if any.
+pub(super) fn version_in(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Option<u32>, StoreError> {
     let Some(raw) = meta.get(VERSION_KEY)? else {
         return Ok(None);
     };
