@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::retention::DailyTime;
 
@@ -308,7 +308,7 @@ pub fn schema_verdict(found: Option<u32>, known: u32) -> Check {
 pub const AUDIT_CHAIN: &str = "audit-chain";
 
 /// The outcome of walking the audit chain, as the store or the API reports it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ChainFacts {
     pub valid: bool,
     pub total_entries: u64,
