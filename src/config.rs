@@ -18,11 +18,15 @@ use crate::domain::retention::DailyTime;
 /// The packaged configuration file, read when it exists and no `--config` is given.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/sofiia-console/config.toml";
 const ENV_PREFIX: &str = "SOFIIA_";
-/// `SOFIIA_*` variables that are not configuration keys: the CLI's client settings and the test
-/// knobs (see `clock` and `failpoints`).
+/// `SOFIIA_*` variables that are not configuration keys: the CLI's client settings, the variables
+/// of the scripts in `ops/` (which run the binary with them still set), and the test knobs (see
+/// `clock` and `failpoints`).
 const NON_CONFIG_ENV: &[&str] = &[
     "SOFIIA_URL",
     "SOFIIA_KEY_FILE",
+    "SOFIIA_BIN",
+    "SOFIIA_KEY",
+    "SOFIIA_METRICS_TOKEN",
     "SOFIIA_FROZEN_CLOCK_MS",
     "SOFIIA_CLOCK_START_MS",
     "SOFIIA_FAILPOINTS",
@@ -972,6 +976,8 @@ mod tests {
             ("SOFIIA_AUTO_CREATE_CHATS", "false"),
             ("SOFIIA_ADMIN_TOKEN", "1234567890123456"),
             ("SOFIIA_URL", "http://ignored"),
+            ("SOFIIA_BIN", "/usr/bin/sofiia-console"),
+            ("SOFIIA_KEY", "sk_ignored"),
             ("OTHER", "x"),
         ])
         .unwrap();

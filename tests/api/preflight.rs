@@ -285,3 +285,38 @@ async fn a_running_service_is_checked_through_its_api() {
         "{text}"
     );
 }
+
+/// `ops/preflight.sh` runs the binary named by `SOFIIA_BIN` (a variable the binary must not
+/// mistake for a setting) and adds `--strict` under `STRICT=1`.
+#[tokio::test]
+async fn the_wrapper_script_fails_on_a_warning_only_under_strict() {
+    let app = stopped().await;
+    let nodes = format!(
+        r#"[{{ name = "noda1", url = "http://{}/v1", model = "m" }}]"#,
+        free_address()
+    );
+    let listen = free_address();
+    let data_dir = app.data_dir();
+    let run = |strict: &'static str| {
+        tokio::process::Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/preflight.sh"))
+            .args(["--config", "/dev/null", "--data-dir"])
+            .arg(&data_dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("SOFIIA_BIN", env!("CARGO_BIN_EXE_sofiia-console"))
+            .env("SOFIIA_LISTEN", &listen)
+            .env("SOFIIA_AGENTS__NODES", &nodes)
+            .env("STRICT", strict)
+            .output()
+    };
+
+    let lenient = run("0").await.expect("the script ran");
+    let strict = run("1").await.expect("the script ran");
+
+    let text = stdout(&lenient);
+    assert!(lenient.status.success(), "{text}");
+    assert!(line(&text, "agent-nodes").starts_with("WARN  "), "{text}");
+    assert!(line(&text, "config").starts_with("PASS  "), "{text}");
+    assert!(!strict.status.success(), "{}", stdout(&strict));
+}
