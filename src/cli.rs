@@ -33,6 +33,37 @@ pub enum Command {
     /// Take, list, check and restore backups of the database.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Check the installation before a start or an upgrade: PASS, WARN or FAIL per check; exits
+    /// non-zero on a FAIL (with --strict, on a WARN too). Changes nothing.
+    Preflight(PreflightArgs),
+    /// Print a Markdown release-evidence report: build, preflight, configuration (secrets
+    /// redacted), database, audit chain head, and a test summary.
+    Evidence(EvidenceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PreflightArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Fail on a WARN as well as on a FAIL.
+    #[arg(long)]
+    pub strict: bool,
+    /// Print one JSON document {result, checks: [{name, status, detail}]} instead of lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvidenceArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// URL of the running service: adds read-only smoke checks against it (default: none; the
+    /// configured listen address is still asked when the database file is in use).
+    #[arg(long, env = "SOFIIA_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// A test summary to include verbatim, such as the output of ops/smoke.sh.
+    #[arg(long, value_name = "FILE")]
+    pub tests: Option<PathBuf>,
 }
 
 /// Where to find the configuration, and what to override in it.

@@ -18,11 +18,15 @@ use crate::domain::retention::DailyTime;
 /// The packaged configuration file, read when it exists and no `--config` is given.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/sofiia-console/config.toml";
 const ENV_PREFIX: &str = "SOFIIA_";
-/// `SOFIIA_*` variables that are not configuration keys: the CLI's client settings and the test
-/// knobs (see `clock` and `failpoints`).
+/// `SOFIIA_*` variables that are not configuration keys: the CLI's client settings, the variables
+/// of the scripts in `ops/` (which run the binary with them still set), and the test knobs (see
+/// `clock` and `failpoints`).
 const NON_CONFIG_ENV: &[&str] = &[
     "SOFIIA_URL",
     "SOFIIA_KEY_FILE",
+    "SOFIIA_BIN",
+    "SOFIIA_KEY",
+    "SOFIIA_METRICS_TOKEN",
     "SOFIIA_FROZEN_CLOCK_MS",
     "SOFIIA_CLOCK_START_MS",
     "SOFIIA_FAILPOINTS",
@@ -394,6 +398,21 @@ impl Config {
         flags: &Flags,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        let config = Self::merge(flags, env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads every source into typed values without checking the rules of `validate`, so
+    /// preflight can report a broken rule and still check everything else on the values given.
+    pub fn load_unvalidated(flags: &Flags) -> Result<Config, ConfigError> {
+        Self::merge(flags, std::env::vars())
+    }
+
+    fn merge(
+        flags: &Flags,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let mut layers = Layers::default();
         let file = flags
             .config
@@ -413,13 +432,11 @@ impl Config {
         if let Some(dir) = &flags.data_dir {
             layers.set_string("data_dir", &dir.to_string_lossy(), "--data-dir");
         }
-        let config = layers.into_config()?;
-        config.validate()?;
-        Ok(config)
+        layers.into_config()
     }
 
     /// Checks rules the types alone cannot express.
-    fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         self.within(
             "idempotency.ttl_hours",
             self.idempotency.ttl_hours,
@@ -667,6 +684,41 @@ impl Config {
     pub fn admin_key_path(&self) -> PathBuf {
         self.data_dir.join("admin.key")
     }
+}
+
+impl Config {
+    /// The effective configuration as TOML with every secret value replaced, for reports that
+    /// leave the machine. Paths to secret files stay: they are where to look, not what is there.
+    pub fn redacted_toml(&self) -> String {
+        let mut table = toml::Table::try_from(self).unwrap_or_default();
+        redact(&mut table);
+        toml::to_string(&table).unwrap_or_default()
+    }
+}
+
+/// Replaces the string value of every key that names a secret, at any depth. Judged by the name
+/// rather than by a list, so a credential setting added later is redacted without anyone
+/// remembering to add it here.
+fn redact(table: &mut toml::Table) {
+    for (key, value) in table.iter_mut() {
+        match value {
+            toml::Value::String(text) if names_a_secret(key) => *text = "(redacted)".into(),
+            toml::Value::Table(inner) => redact(inner),
+            toml::Value::Array(items) => items
+                .iter_mut()
+                .filter_map(toml::Value::as_table_mut)
+                .for_each(redact),
+            _ => {}
+        }
+    }
+}
+
+fn names_a_secret(key: &str) -> bool {
+    let is_path = key.ends_with("_file") || key.ends_with("_dir");
+    !is_path
+        && ["token", "secret", "password", "key"]
+            .iter()
+            .any(|word| key.contains(word))
 }
 
 /// What a send's request deadline allows beyond its agent calls, for its two commits.
@@ -981,6 +1033,8 @@ mod tests {
             ("SOFIIA_AUTO_CREATE_CHATS", "false"),
             ("SOFIIA_ADMIN_TOKEN", "1234567890123456"),
             ("SOFIIA_URL", "http://ignored"),
+            ("SOFIIA_BIN", "/usr/bin/sofiia-console"),
+            ("SOFIIA_KEY", "sk_ignored"),
             ("OTHER", "x"),
         ])
         .unwrap();
@@ -1130,6 +1184,21 @@ mod tests {
                 .to_string();
             assert!(message.contains("cors_origins"), "{message}");
         }
+    }
+
+    #[test]
+    fn the_redacted_configuration_shows_paths_but_no_secret() {
+        let nodes = r#"[{ name = "n", url = "http://10.0.0.5/v1", model = "m", api_key_file = "/etc/n.key" }]"#;
+        let config = load(&[
+            ("SOFIIA_ADMIN_TOKEN", "s3cret-admin-token-value"),
+            ("SOFIIA_AGENTS__NODES", nodes),
+        ])
+        .unwrap();
+        let text = config.redacted_toml();
+        assert!(!text.contains("s3cret-admin-token-value"), "{text}");
+        assert!(text.contains(r#"admin_token = "(redacted)""#), "{text}");
+        assert!(text.contains("/etc/n.key"), "{text}");
+        assert!(text.contains("require_idempotency_key = false"), "{text}");
     }
 
     #[test]

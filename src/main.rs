@@ -20,6 +20,8 @@ async fn main() -> ExitCode {
         Command::Retention(command) => commands::retention::run(command).await,
         Command::Backup(command) => commands::backup::run(command).await,
         Command::Db(command) => commands::db::run(command).await,
+        Command::Preflight(args) => commands::preflight::run(args).await,
+        Command::Evidence(args) => commands::evidence::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

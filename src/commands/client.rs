@@ -110,11 +110,20 @@ impl Api {
     fn new(base: String, key_file: &PathBuf) -> Result<Self, String> {
         let key = std::fs::read_to_string(key_file)
             .map_err(|e| format!("cannot read the admin key from {}: {e}", key_file.display()))?;
+        Self::with_key(base, key.trim())
+    }
+
+    pub fn with_key(base: String, key: &str) -> Result<Self, String> {
         Ok(Self {
             http: http_client(&base)?,
             base: base.trim_end_matches('/').to_owned(),
-            key: key.trim().to_owned(),
+            key: key.to_owned(),
         })
+    }
+
+    /// The service's base URL, without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {

@@ -4,6 +4,8 @@ pub mod audit;
 pub mod backup;
 pub mod client;
 pub mod db;
+pub mod evidence;
 pub mod keys;
+pub mod preflight;
 pub mod retention;
 pub mod serve;

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod cursor;
 pub mod idempotency;
 pub mod message;
+pub mod preflight;
 pub mod principal;
 pub mod rate;
 pub mod retention;

@@ -1,5 +1,7 @@
 //! Health checks behind `/api/health`: cheap, and free of secrets.
 
+use std::path::Path;
+
 use serde::Serialize;
 
 use super::Console;
@@ -56,11 +58,7 @@ impl Console {
     /// Free and total bytes of the data directory's volume (free as an unprivileged process
     /// sees it).
     pub fn disk_space(&self) -> Option<DiskSpace> {
-        let stats = rustix::fs::statvfs(&self.data_dir).ok()?;
-        Some(DiskSpace {
-            free: stats.f_bavail.saturating_mul(stats.f_frsize),
-            total: stats.f_blocks.saturating_mul(stats.f_frsize).max(1),
-        })
+        disk_space_of(&self.data_dir)
     }
 
     /// Retention by the job log, as its system-health card rates it — but never worse than
@@ -116,6 +114,15 @@ impl Console {
         };
         Check::new(status, detail)
     }
+}
+
+/// Free and total bytes of the volume holding `dir`, as an unprivileged process sees them.
+pub fn disk_space_of(dir: &Path) -> Option<DiskSpace> {
+    let stats = rustix::fs::statvfs(dir).ok()?;
+    Some(DiskSpace {
+        free: stats.f_bavail.saturating_mul(stats.f_frsize),
+        total: stats.f_blocks.saturating_mul(stats.f_frsize).max(1),
+    })
 }
 
 /// Free space on the data volume against `DISK_LOW_PERCENT`: under it `degraded`, under a tenth

@@ -15,6 +15,7 @@ pub mod health;
 pub mod inflight;
 pub mod keys;
 pub mod lockout;
+pub mod preflight;
 pub mod retention;
 pub mod send;
 pub mod sessions;

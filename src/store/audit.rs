@@ -21,12 +21,11 @@ use tokio::sync::mpsc;
 
 use super::batch::{AUDIT_HEAD_KEY, WriteTables};
 use super::codec;
-use super::database::Gated;
 use super::tables::{
     AUDIT, AUDIT_BUCKET_BITS, AUDIT_BY_ACTION, AUDIT_BY_ACTOR, AUDIT_BY_OUTCOME, AUDIT_BY_TARGET,
     AUDIT_INDEXES, AuditIndexKey, META, audit_index_key,
 };
-use super::{Store, StoreError};
+use super::{Snapshots, Store, StoreError};
 use crate::domain::audit::{Draft, Event, Filter, GENESIS, Hash, Outcome, Record};
 use crate::domain::retention::Tally;
 use crate::failpoints;
@@ -261,7 +260,7 @@ impl Store {
     }
 
     pub fn verify_audit(&self) -> Result<Verification, StoreError> {
-        tokio::task::block_in_place(|| verify(&self.db))
+        tokio::task::block_in_place(|| verify(self))
     }
 
     /// Streams the events with `since_ms <= ts_ms < until_ms` as NDJSON, oldest first, in
@@ -654,8 +653,8 @@ fn tighter_upper(high: SeqBound, before: u64) -> SeqBound {
 /// every `prev_hash` the hash before it, every `hash` its content's, and the head naming the last
 /// event. Each chunk of `VERIFY_CHUNK` events is read in a transaction of its own; when retention
 /// moves the checkpoint past the walk meanwhile, the walk continues from the new checkpoint.
-pub(super) fn verify(db: &Gated) -> Result<Verification, StoreError> {
-    let (head, checkpoint, total_entries) = db.read(|txn| {
+pub(super) fn verify(store: &impl Snapshots) -> Result<Verification, StoreError> {
+    let (head, checkpoint, total_entries) = store.snapshot(|txn| {
         let meta = txn.open_table(META)?;
         // A damaged head is a finding to report, not a reason to fail the verification.
         let head = match meta.get(AUDIT_HEAD_KEY)? {
@@ -677,7 +676,7 @@ pub(super) fn verify(db: &Gated) -> Result<Verification, StoreError> {
     };
     let last = head.map_or(u64::MAX, |h| h.seq);
     while walk.next_seq <= last {
-        let finding = db.read(|txn| {
+        let finding = store.snapshot(|txn| {
             let checkpoint: Option<Checkpoint> =
                 codec::get(&txn.open_table(META)?, AUDIT_CHECKPOINT_KEY)?;
             if let Some(checkpoint) = checkpoint.filter(|c| c.seq >= walk.next_seq) {

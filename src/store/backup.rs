@@ -16,12 +16,12 @@ use redb::{
 };
 
 use super::audit::Verification;
-use super::database::Gated;
+use super::inspect::Inspection;
 use super::tables::{
     API_KEYS, AUDIT, AUDIT_INDEXES, CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS,
     MESSAGES, META, RATE_WINDOWS, RETENTION_RUNS, SESSIONS,
 };
-use super::{CACHE_BYTES, SCHEMA_VERSION, Store, StoreError, audit, maintenance, schema};
+use super::{SCHEMA_VERSION, Store, StoreError};
 
 /// Rows written to the copy per write transaction.
 const COPY_CHUNK: usize = 10_000;
@@ -46,46 +46,36 @@ pub struct Checked {
     pub rows: BTreeMap<String, u64>,
 }
 
-/// Checks the backup `file`: every page's checksum (redb's integrity check, which reports a
-/// damaged file as an error where a plain open may panic), a schema version this binary knows,
-/// and the audit chain from its checkpoint to its head. A file that fails to open, or holds no
-/// schema version, is an error; a chain that does not verify is reported in `audit`.
-///
-/// The check commits to the file (redb rebuilds its allocator state), which changes no row.
+/// Checks the backup `file` without changing it (`inspect`): every page's checksum, a schema
+/// version this binary knows, and the audit chain from its checkpoint to its head. A file that
+/// is damaged, was left mid-write, or holds no schema version is an error; a chain that does not
+/// verify is reported in `audit`.
 pub fn check_copy(file: &Path) -> Result<Checked, StoreError> {
     let shown = file.display();
-    let database = Database::builder()
-        .set_cache_size(CACHE_BYTES)
-        .set_check_integrity_on_open(true)
-        .open(file)
-        .map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                StoreError::Database(format!("{shown} is in use by a running service"))
-            }
-            other => StoreError::Corrupt(format!("{shown} is not a sound database: {other}")),
-        })?;
-    let db = Gated::new(database, file);
-    let schema_version = db
-        .read(|txn| schema::version_in(&txn.open_table(META)?))
-        .map_err(|e| StoreError::Corrupt(format!("{shown}: {e}")))?
-        .ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "{shown} records no schema version: it is not a sofiia-console database"
-            ))
-        })?;
+    let inspection = Inspection::open(file).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if inspection.needed_recovery() {
+        return Err(StoreError::Corrupt(format!(
+            "{shown} was not closed cleanly: it is not a complete backup"
+        )));
+    }
+    let schema_version = inspection.schema_version()?.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "{shown} records no schema version: it is not a sofiia-console database"
+        ))
+    })?;
     if schema_version > SCHEMA_VERSION {
         return Err(StoreError::Database(format!(
             "{shown} was written by a newer sofiia-console (schema version {schema_version}; this binary knows up to {SCHEMA_VERSION})"
         )));
     }
-    let audit = audit::verify(&db)?;
-    let rows = db.read(maintenance::table_rows)?;
+    let audit = inspection.verify_audit()?;
+    let stats = inspection.file_stats()?;
     Ok(Checked {
         file: file.to_owned(),
-        bytes: std::fs::metadata(file).map_or(0, |m| m.len()),
+        bytes: stats.file_bytes,
         schema_version,
         audit,
-        rows,
+        rows: stats.rows,
     })
 }
 

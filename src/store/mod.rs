@@ -13,10 +13,12 @@ pub mod codec;
 mod database;
 pub mod figures;
 pub mod idempotency;
+pub mod inspect;
 pub mod keys;
 pub mod lockouts;
 pub mod maintenance;
 pub mod messages;
+mod overlay;
 pub mod published;
 pub mod rate;
 mod replays;
@@ -191,5 +193,23 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         self.db.path()
+    }
+}
+
+/// Where read transactions come from: the live store, or an inspection of a stopped file, so
+/// a read such as the chain walk is written once for both.
+pub(crate) trait Snapshots {
+    fn snapshot<T>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>;
+}
+
+impl Snapshots for Store {
+    fn snapshot<T>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.read(f)
     }
 }

@@ -7,8 +7,8 @@
 //! either the old database or the restored one there, never a partial file; the old one is never
 //! deleted here.
 //!
-//! Throughout, the current database is held open, which refuses a service starting meanwhile and
-//! tells a running service from a stopped one. A file that cannot be opened at all — damage is
+//! Throughout, the current database is held open read-only, which refuses a service starting
+//! meanwhile, tells a running service from a stopped one, and writes nothing to the old file. A file that cannot be opened at all — damage is
 //! the usual reason to restore — cannot be in use either, and is swapped without that hold.
 
 use std::fs::{File, OpenOptions};
@@ -16,10 +16,9 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use redb::Database;
+use redb::{Builder, ReadOnlyDatabase};
 use serde::Serialize;
 
-use super::CACHE_BYTES;
 use super::StoreError;
 use super::backup::{Checked, check_copy, sync_dir};
 
@@ -91,17 +90,13 @@ pub fn restore(backup: &Path, database: &Path, keep_as: &Path) -> Result<Restore
     })
 }
 
-/// Opens the current database to hold it through the swap: `None` when there is none or it
-/// cannot be opened (with the reason).
-fn hold(database: &Path) -> Result<(Option<Database>, Option<String>), RestoreError> {
+/// Opens the current database read-only to hold it through the swap: `None` when there is none
+/// or it cannot be opened (with the reason).
+fn hold(database: &Path) -> Result<(Option<ReadOnlyDatabase>, Option<String>), RestoreError> {
     if !database.exists() {
         return Ok((None, None));
     }
-    match Database::builder()
-        .set_cache_size(CACHE_BYTES)
-        .set_check_integrity_on_open(true)
-        .open(database)
-    {
+    match Builder::new().open_read_only(database) {
         Ok(held) => Ok((Some(held), None)),
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
             Err(RestoreError::Running(database.to_owned()))

@@ -305,7 +305,7 @@ async fn a_damaged_backup_fails_its_check_and_is_never_restored() {
     let checked = run_binary(&["backup", "verify", file.to_str().expect("path")]).await;
     assert!(!checked.status.success());
     let stderr = String::from_utf8_lossy(&checked.stderr);
-    assert!(stderr.contains("is not a sound database"), "{stderr}");
+    assert!(stderr.contains("is damaged"), "{stderr}");
 
     let refused = stopped
         .run_cli(&["backup", "restore", file.to_str().expect("path")])

@@ -61,6 +61,11 @@ impl StoppedApp {
     pub async fn run_cli(&self, args: &[&str]) -> Output {
         run_cli(self.root.path(), args).await
     }
+
+    /// `run_cli` with extra `SOFIIA_*` environment variables.
+    pub async fn run_cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        run_cli_with(self.root.path(), args, env).await
+    }
 }
 
 /// An API key created through `POST /api/admin/keys`.
@@ -162,6 +167,11 @@ impl TestApp {
     /// (a data command reaches it with `--url`, `self.address`) and returns its output.
     pub async fn run_cli(&self, args: &[&str]) -> Output {
         run_cli(self.root.path(), args).await
+    }
+
+    /// `run_cli` with extra `SOFIIA_*` environment variables.
+    pub async fn run_cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        run_cli_with(self.root.path(), args, env).await
     }
 
     /// Deletes the configuration file, so the next restart runs on the defaults.
@@ -534,7 +544,11 @@ pub async fn run_binary(args: &[&str]) -> Output {
 
 /// Runs `sofiia-console ARGS --data-dir DATA_DIR --config /dev/null` for the data dir in `root`.
 async fn run_cli(root: &Path, args: &[&str]) -> Output {
-    let mut command = server_command(root, &[]);
+    run_cli_with(root, args, &[]).await
+}
+
+async fn run_cli_with(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = server_command(root, env);
     command
         .args(args)
         .arg("--data-dir")
