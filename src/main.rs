@@ -13,6 +13,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        restore_default_sigpipe();
+    }
     let result = match cli.command {
         Command::Serve(args) => commands::serve::run(args).await.map_err(|e| e.to_string()),
         Command::Keys(command) => commands::keys::run(command).await,
@@ -29,5 +32,17 @@ async fn main() -> ExitCode {
             eprintln!("sofiia-console: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so a command whose reader goes away (`… | head`) would panic in
+/// `println!`. A command-line tool is expected to end quietly instead, as by the default action.
+/// The service keeps SIGPIPE ignored: a client hanging up must cost one connection, not the
+/// process.
+fn restore_default_sigpipe() {
+    // SAFETY: no handler is installed; `signal` with `SIG_DFL` sets the process-wide disposition
+    // of one signal, which is sound from any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

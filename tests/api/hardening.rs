@@ -273,3 +273,26 @@ async fn unknown_methods_do_not_mint_metric_series() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_command_whose_reader_goes_away_ends_without_a_panic() {
+    let stopped = spawn_app().await.stop().await;
+    let data_dir = stopped.data_dir();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sofiia-console"))
+            .args(["keys", "list", "--config", "/dev/null", "--data-dir"])
+            .arg(&data_dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run sofiia-console");
+        // The reader goes away before the first line is written, as `| true` would.
+        drop(child.stdout.take());
+        child.wait_with_output().expect("the command ends")
+    })
+    .await
+    .expect("join");
+    let stderr = String::from_utf8_lossy(&outcome.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(outcome.status.code(), Some(101), "{stderr}");
+}
