@@ -3,15 +3,17 @@
 
 Standard library only. Usage:
 
-    verify_audit_export.py EXPORT.ndjson [--anchor PREV_HASH]
+    verify_audit_export.py EXPORT.ndjson [--anchor PREV_HASH] [--expect SEQ:HASH]
 
 Reads the export (or standard input when EXPORT is "-"), checks that seq numbers are
 consecutive, that every prev_hash is the previous event's hash, and that every hash is
 SHA-256(prev_hash bytes || canonical form). The first event's prev_hash must be 64 zeros when the
 export starts at seq 1, equal the checkpoint's hash when the export begins with a checkpoint line
 (the trail was pruned by retention: the first event must then be the one after the checkpoint),
-and equal --anchor when one is given. Prints a one-line JSON verdict and exits 0 when valid, 1
-when not, 2 on unreadable input.
+and equal --anchor when one is given. With --expect SEQ:HASH (a head recorded earlier), the
+export must also hold that event (or begin with that checkpoint) with that hash: a chain whose
+tail was cut, or that was replaced by another valid chain, fails. Prints a one-line JSON verdict
+and exits 0 when valid, 1 when not, 2 on unreadable input.
 """
 
 import argparse
@@ -28,7 +30,29 @@ def canonical(event):
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def verify(lines, anchor=None):
+def parse_expect(text):
+    """SEQ:HASH as audit verify reports head_seq and head_hash, or None when malformed."""
+    seq, _, digest = text.partition(":")
+    try:
+        if int(seq) < 1 or len(bytes.fromhex(digest)) != 32:
+            return None
+        return int(seq), digest.lower()
+    except ValueError:
+        return None
+
+
+def expectation_verdict(expect, last_seq, seen):
+    """None when the expected event was found with its hash, else why not."""
+    seq, digest = expect
+    if seen is not None:
+        return None if seen == digest else {"seq": seq, "reason": "the expected event has another hash: the chain was rewritten or replaced"}
+    if last_seq is None or seq > last_seq:
+        return {"seq": seq, "reason": "the export ends before the expected event: its tail was cut"}
+    return {"seq": seq, "reason": "the export starts after the expected event: it cannot be checked"}
+
+
+def verify(lines, anchor=None, expect=None):
+    seen = None
     previous_seq = None
     previous_hash = None
     checkpoint = None
@@ -45,6 +69,8 @@ def verify(lines, anchor=None):
                 return False, count, {"line": number, "reason": f"unreadable checkpoint: {error}"}
             if anchor is not None and anchor != previous_hash:
                 return False, count, {"seq": previous_seq, "reason": "the checkpoint differs from --anchor"}
+            if expect is not None and expect[0] == previous_seq:
+                seen = previous_hash.lower()
             continue
         try:
             event = json.loads(line)
@@ -66,7 +92,13 @@ def verify(lines, anchor=None):
         if computed != stated:
             return False, count, {"seq": seq, "reason": "hash does not match the event's content"}
         previous_seq, previous_hash = seq, stated
+        if expect is not None and expect[0] == seq:
+            seen = stated.lower()
         count += 1
+    if expect is not None:
+        problem = expectation_verdict(expect, previous_seq, seen)
+        if problem is not None:
+            return False, count, problem
     facts = {"head_seq": previous_seq, "head_hash": previous_hash}
     if checkpoint is not None:
         facts["checked_from_seq"] = checkpoint["seq"] + 1
@@ -77,7 +109,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export", help="NDJSON export file, or - for standard input")
     parser.add_argument("--anchor", help="expected prev_hash of the first event")
+    parser.add_argument("--expect", help="SEQ:HASH of an event the chain must still hold")
     args = parser.parse_args()
+    expect = None
+    if args.expect is not None:
+        expect = parse_expect(args.expect)
+        if expect is None:
+            print(json.dumps({"valid": False, "reason": "--expect must be SEQ:HASH (a seq and 64 hex digits)"}))
+            return 2
     try:
         if args.export == "-":
             lines = sys.stdin.read().split("\n")
@@ -89,7 +128,7 @@ def main():
     except (OSError, UnicodeDecodeError) as error:
         print(json.dumps({"valid": False, "reason": f"cannot read the export: {error}"}))
         return 2
-    valid, count, facts = verify(lines, args.anchor)
+    valid, count, facts = verify(lines, args.anchor, expect)
     print(json.dumps({"valid": valid, "events": count, **facts}))
     return 0 if valid else 1
 

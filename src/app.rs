@@ -28,6 +28,9 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 const RETENTION_STOP_LIMIT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for the writer to commit what is queued.
 const WRITER_DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// How often the audit chain head goes to the log (also at start and at stop): the journal then
+/// holds, off the database file, heads that `audit verify --expect` can hold the chain to.
+const AUDIT_HEAD_LOG_INTERVAL: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -144,6 +147,7 @@ impl Application {
             "listening"
         );
         let housekeeping = tokio::spawn(housekeeping(Arc::downgrade(&console)));
+        let heads = tokio::spawn(log_audit_heads(Arc::downgrade(&console)));
         let schedule = tokio::spawn(retention::schedule(Arc::downgrade(&console)));
         let watcher = tokio::spawn(events::watch(Arc::downgrade(&console)));
         let watchdog = supervisor::watchdog_interval()
@@ -189,8 +193,10 @@ impl Application {
             watchdog.abort();
         }
         housekeeping.abort();
+        heads.abort();
         console.flush_denials().await;
         record(&console, Action::ServiceStop).await;
+        console.log_audit_head("stop");
         drop(console);
         drain_writer(writer).await;
         tracing::info!(event = "stopped", "stopped");
@@ -229,6 +235,18 @@ async fn housekeeping(console: std::sync::Weak<Console>) {
         };
         console.flush_denials().await;
         console.sweep_lockouts();
+    }
+}
+
+/// Logs the audit chain head at start and every `AUDIT_HEAD_LOG_INTERVAL`.
+async fn log_audit_heads(console: std::sync::Weak<Console>) {
+    let mut ticks = tokio::time::interval(AUDIT_HEAD_LOG_INTERVAL);
+    loop {
+        ticks.tick().await;
+        let Some(console) = console.upgrade() else {
+            return;
+        };
+        console.log_audit_head("periodic");
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::build_info;
+use crate::domain::audit::{Anchor, InvalidAnchor};
 use crate::domain::role::Role;
 
 #[derive(Debug, Parser)]
@@ -131,6 +132,11 @@ pub enum KeysCommand {
 pub enum AuditCommand {
     /// Walk the hash chain; exits non-zero when it is not valid.
     Verify {
+        /// A head recorded earlier, `SEQ:HASH` (`head_seq:head_hash` of an earlier verify): the
+        /// chain must still hold that event with that hash, which shows it was neither cut nor
+        /// replaced.
+        #[arg(long, value_name = "SEQ:HASH", value_parser = parse_anchor)]
+        expect: Option<Anchor>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -208,6 +214,10 @@ pub enum DbCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+}
+
+fn parse_anchor(text: &str) -> Result<Anchor, String> {
+    text.parse().map_err(|e: InvalidAnchor| e.to_string())
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {

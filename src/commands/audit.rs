@@ -9,20 +9,29 @@ use crate::cli::AuditCommand;
 
 pub async fn run(command: AuditCommand) -> Result<(), String> {
     let client = match &command {
-        AuditCommand::Verify { client } | AuditCommand::Export { client, .. } => client.clone(),
+        AuditCommand::Verify { client, .. } | AuditCommand::Export { client, .. } => client.clone(),
     };
     let route = client::connect(&client)?;
     let result = match (command, &route) {
-        (AuditCommand::Verify { .. }, Route::Direct(offline)) => {
+        (AuditCommand::Verify { expect, .. }, Route::Direct(offline)) => {
             let report = offline
                 .console
-                .verify_audit(&client::cli_context())
+                .verify_audit(&client::cli_context(), expect)
                 .await
                 .map_err(|e| e.to_string())?;
             report_verification(&serde_json::to_value(report).map_err(|e| e.to_string())?)
         }
-        (AuditCommand::Verify { .. }, Route::Api(api)) => {
-            let report: serde_json::Value = api.json(api.get("/api/audit/verify")).await?;
+        (AuditCommand::Verify { expect, .. }, Route::Api(api)) => {
+            // SEQ:HASH is digits, a colon and hex: nothing to escape in a query.
+            let path = match expect {
+                Some(anchor) => format!(
+                    "/api/audit/verify?expect={}:{}",
+                    anchor.seq,
+                    hex::encode(anchor.hash)
+                ),
+                None => "/api/audit/verify".to_owned(),
+            };
+            let report: serde_json::Value = api.json(api.get(&path)).await?;
             report_verification(&report)
         }
         (AuditCommand::Export { since, until, .. }, Route::Direct(offline)) => {

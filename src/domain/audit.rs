@@ -20,6 +20,37 @@ pub type Hash = [u8; 32];
 /// The `prev_hash` of the first event ever written.
 pub const GENESIS: Hash = [0; 32];
 
+/// A place in the chain recorded off the appliance, `SEQ:HASH` (`audit verify --expect`). A hash
+/// chain alone cannot show that its tail was cut and the head re-linked, or the whole file
+/// replaced by another valid chain; a later verification that still finds this event, with this
+/// hash, shows the chain recorded then is a prefix of the chain now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    pub seq: u64,
+    pub hash: Hash,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "expected SEQ:HASH, an event's seq and its 64-hex-digit hash, as audit verify reports head_seq and head_hash"
+)]
+pub struct InvalidAnchor;
+
+impl std::str::FromStr for Anchor {
+    type Err = InvalidAnchor;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (seq, hash) = text.split_once(':').ok_or(InvalidAnchor)?;
+        let seq: u64 = seq.parse().map_err(|_| InvalidAnchor)?;
+        let mut bytes = [0; 32];
+        hex::decode_to_slice(hash, &mut bytes).map_err(|_| InvalidAnchor)?;
+        if seq == 0 {
+            return Err(InvalidAnchor);
+        }
+        Ok(Anchor { seq, hash: bytes })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ActorKind {
     Key,

@@ -30,6 +30,7 @@ pub const DEGRADED: &str = "sofiia_degraded_total";
 pub const DB_COMMIT_DURATION: &str = "sofiia_db_commit_duration_seconds";
 pub const DB_BATCH_SIZE: &str = "sofiia_db_batch_size";
 pub const DB_SIZE: &str = "sofiia_db_size_bytes";
+pub const AUDIT_HEAD_SEQ: &str = "sofiia_audit_head_seq";
 pub const WRITER_QUEUE_DEPTH: &str = "sofiia_db_writer_queue_depth";
 pub const WRITER_QUEUE_CAPACITY: &str = "sofiia_db_writer_queue_capacity";
 pub const DISK_FREE: &str = "sofiia_disk_free_bytes";
@@ -117,6 +118,11 @@ fn describe() {
         "Operations carried by one write transaction."
     );
     describe_gauge!(DB_SIZE, Unit::Bytes, "Size of the database file.");
+    describe_gauge!(
+        AUDIT_HEAD_SEQ,
+        Unit::Count,
+        "Seq of the newest audit event: kept off the appliance, a record that the chain reached it."
+    );
     describe_gauge!(
         WRITER_QUEUE_DEPTH,
         Unit::Count,

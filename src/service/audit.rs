@@ -5,7 +5,7 @@ use std::pin::Pin;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 
-use crate::domain::audit::{Action, Context, Event, Filter, Outcome, Target};
+use crate::domain::audit::{Action, Anchor, Context, Event, Filter, Outcome, Target};
 use crate::monitoring::series;
 use crate::store::audit::Verification;
 
@@ -32,8 +32,12 @@ impl Console {
         Ok(events)
     }
 
-    pub async fn verify_audit(&self, ctx: &Context) -> Result<Verification, ServiceError> {
-        let report = self.store.verify_audit()?;
+    pub async fn verify_audit(
+        &self,
+        ctx: &Context,
+        expected: Option<Anchor>,
+    ) -> Result<Verification, ServiceError> {
+        let report = self.store.verify_audit(expected)?;
         series::audit_verification(report.valid, self.clock.now_ms());
         let mut verified = ctx
             .draft(
@@ -47,6 +51,9 @@ impl Console {
         if let Some(seq) = report.first_invalid_seq {
             verified = verified.detail("first_invalid_seq", seq);
         }
+        if let Some(anchor) = expected {
+            verified = verified.detail("expected_seq", anchor.seq);
+        }
         if report.valid {
             self.store.append_audit(vec![verified]).await?;
             return Ok(report);
@@ -58,6 +65,23 @@ impl Console {
             tracing::error!(event = "error", %error, "could not record the verification");
         }
         Ok(report)
+    }
+
+    /// Logs the chain head `{seq, hash}`: in the journal, off the database file, it is a record
+    /// that `audit verify --expect` can later hold the chain to.
+    pub fn log_audit_head(&self, moment: &'static str) {
+        match self.store.audit_head() {
+            Ok(head) => tracing::info!(
+                event = "audit_head",
+                seq = head.seq,
+                hash = %hex::encode(head.hash),
+                moment,
+                "audit chain head"
+            ),
+            Err(error) => {
+                tracing::warn!(event = "error", %error, "could not read the audit chain head");
+            }
+        }
     }
 
     /// Records the export, then streams it (the export therefore contains its own record).

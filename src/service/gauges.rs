@@ -2,7 +2,8 @@
 //! no sampler running in the background to keep in step.
 
 use crate::monitoring::{
-    DB_SIZE, DISK_FREE, DISK_SIZE, SSE_SUBSCRIBERS, WRITER_QUEUE_CAPACITY, WRITER_QUEUE_DEPTH,
+    AUDIT_HEAD_SEQ, DB_SIZE, DISK_FREE, DISK_SIZE, SSE_SUBSCRIBERS, WRITER_QUEUE_CAPACITY,
+    WRITER_QUEUE_DEPTH,
 };
 use crate::store::writer::Writer;
 
@@ -18,5 +19,8 @@ impl Console {
             metrics::gauge!(DISK_SIZE).set(disk.total as f64);
         }
         metrics::gauge!(SSE_SUBSCRIBERS).set(self.bus.subscribers() as f64);
+        if let Ok(head) = self.store.audit_head() {
+            metrics::gauge!(AUDIT_HEAD_SEQ).set(head.seq as f64);
+        }
     }
 }

@@ -26,7 +26,7 @@ use super::tables::{
     AUDIT_INDEXES, AuditIndexKey, META, audit_index_key,
 };
 use super::{Snapshots, Store, StoreError};
-use crate::domain::audit::{Draft, Event, Filter, GENESIS, Hash, Outcome, Record};
+use crate::domain::audit::{Anchor, Draft, Event, Filter, GENESIS, Hash, Outcome, Record};
 use crate::domain::retention::Tally;
 use crate::failpoints;
 
@@ -75,7 +75,7 @@ impl codec::Record for Head {
     const NAME: &'static str = "audit chain position";
 }
 
-const EMPTY_HEAD: Head = Head {
+pub(super) const EMPTY_HEAD: Head = Head {
     seq: 0,
     ts_ms: 0,
     hash: GENESIS,
@@ -93,6 +93,30 @@ pub struct Verification {
     pub first_invalid_seq: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What became of the expected event, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<AnchorCheck>,
+}
+
+/// Whether the chain still holds an expected event (`Anchor`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AnchorCheck {
+    pub seq: u64,
+    pub hash: String,
+    pub verdict: AnchorVerdict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnchorVerdict {
+    /// The event is in the chain with the expected hash.
+    InChain,
+    /// The event is there with another hash: the chain was rewritten from it on, or replaced.
+    HashDiffers,
+    /// The chain ends before it: its tail was cut.
+    BeyondHead,
+    /// Retention removed it: it can no longer be checked (record a newer head).
+    Pruned,
 }
 
 /// Appends `draft` to the chain inside the batch's transaction. Timestamps never go backwards
@@ -259,8 +283,15 @@ impl Store {
         self.scan(move |txn| page(txn, &filter, before_seq, limit))
     }
 
-    pub fn verify_audit(&self) -> Result<Verification, StoreError> {
-        tokio::task::block_in_place(|| verify(self))
+    /// Walks the chain; with `expected`, also checks that the chain still holds that event.
+    pub fn verify_audit(&self, expected: Option<Anchor>) -> Result<Verification, StoreError> {
+        tokio::task::block_in_place(|| {
+            let mut report = verify(self)?;
+            if let Some(anchor) = expected {
+                check_anchor(self, anchor, &mut report)?;
+            }
+            Ok(report)
+        })
     }
 
     /// Streams the events with `since_ms <= ts_ms < until_ms` as NDJSON, oldest first, in
@@ -673,6 +704,7 @@ pub(super) fn verify(store: &impl Snapshots) -> Result<Verification, StoreError>
         head_hash: head.map_or_else(String::new, |h| hex::encode(h.hash)),
         first_invalid_seq: None,
         reason: None,
+        expected: None,
     };
     let last = head.map_or(u64::MAX, |h| h.seq);
     while walk.next_seq <= last {
@@ -733,6 +765,59 @@ pub(super) fn verify(store: &impl Snapshots) -> Result<Verification, StoreError>
         Some(_) => {}
     }
     Ok(report)
+}
+
+/// Looks for the expected event in the chain as verified: beyond its head, before its checkpoint,
+/// or at its place with the expected hash or another. Anything but `InChain` makes the report
+/// invalid.
+fn check_anchor(
+    store: &impl Snapshots,
+    anchor: Anchor,
+    report: &mut Verification,
+) -> Result<(), StoreError> {
+    let verdict = store.snapshot(|txn| {
+        if anchor.seq > report.head_seq {
+            return Ok(AnchorVerdict::BeyondHead);
+        }
+        let checkpoint: Option<Checkpoint> =
+            codec::get(&txn.open_table(META)?, AUDIT_CHECKPOINT_KEY)?;
+        let stored_hash = match checkpoint {
+            Some(c) if anchor.seq < c.seq => return Ok(AnchorVerdict::Pruned),
+            Some(c) if anchor.seq == c.seq => Some(c.hash),
+            _ => match txn.open_table(AUDIT)?.get(anchor.seq)? {
+                Some(raw) => codec::decode::<Event>(raw.value()).ok().map(|e| e.hash),
+                None => None,
+            },
+        };
+        Ok(match stored_hash {
+            Some(hash) if hash == anchor.hash => AnchorVerdict::InChain,
+            _ => AnchorVerdict::HashDiffers,
+        })
+    })?;
+    if verdict != AnchorVerdict::InChain && report.valid {
+        let seq = anchor.seq;
+        let head = report.head_seq;
+        report.invalid(
+            seq,
+            match verdict {
+                AnchorVerdict::BeyondHead => format!(
+                    "the chain ends at {head}, before the expected event {seq}: its tail was cut"
+                ),
+                AnchorVerdict::Pruned => format!(
+                    "the expected event {seq} was removed by retention and cannot be checked; record a newer head"
+                ),
+                _ => format!(
+                    "event {seq} does not have the expected hash: the chain was rewritten or replaced"
+                ),
+            },
+        );
+    }
+    report.expected = Some(AnchorCheck {
+        seq: anchor.seq,
+        hash: hex::encode(anchor.hash),
+        verdict,
+    });
+    Ok(())
 }
 
 impl Verification {

@@ -4,7 +4,7 @@
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::audit::{AUDIT_CHECKPOINT_KEY, Checkpoint, Head};
+use super::audit::{AUDIT_CHECKPOINT_KEY, Checkpoint, EMPTY_HEAD, Head};
 use super::batch::AUDIT_HEAD_KEY;
 use super::codec;
 use super::tables::{AUDIT, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META};
@@ -38,6 +38,14 @@ impl Store {
                 records: txn.open_table(IDEMPOTENCY)?.len()?,
                 oldest_expired_ms,
             })
+        })
+    }
+
+    /// The newest event of the chain (seq 0 and the genesis hash before the first).
+    pub fn audit_head(&self) -> Result<Head, StoreError> {
+        self.read(|txn| {
+            let head: Option<Head> = codec::get(&txn.open_table(META)?, AUDIT_HEAD_KEY)?;
+            Ok(head.unwrap_or(EMPTY_HEAD))
         })
     }
 

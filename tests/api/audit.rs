@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use redb::{Database, Table, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::helpers::{
     StoppedApp, TestApp, assert_error, eventually, expect_json, is_replay, python_verdict,
-    request_id, spawn_app, spawn_app_with,
+    python_verdict_with, request_id, spawn_app, spawn_app_with,
 };
 
 const AUDIT: &str = "/api/audit";
@@ -1069,4 +1069,194 @@ async fn a_damaged_chain_head_is_reported_not_a_failure() {
             .is_some_and(|r| r.contains("head")),
         "{report}"
     );
+}
+
+/// `head_seq:head_hash` of a verification report: the anchor an operator records.
+fn anchor_of(report: &Value) -> String {
+    format!(
+        "{}:{}",
+        report["head_seq"],
+        report["head_hash"].as_str().expect("head_hash")
+    )
+}
+
+/// Removes every event after `keep` and its index entries, and puts back the chain head as it
+/// was when `keep` was the head: a cut with nothing a chain walk could notice.
+fn cut_tail(data_dir: &Path, keep: u64, head_then: &[u8]) {
+    let db = Database::open(data_dir.join("sofiia.redb")).expect("open the stopped database");
+    let write = db.begin_write().expect("write transaction");
+    {
+        let mut events = write.open_table(AUDIT_TABLE).expect("audit table");
+        events.retain(|seq, _| seq <= keep).expect("cut the events");
+        for name in [
+            "audit_actor_index",
+            "audit_action_index",
+            "audit_target_index",
+            "audit_outcome_index",
+        ] {
+            let definition: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new(name);
+            let mut index = write.open_table(definition).expect("index");
+            index
+                .retain(|(_, _, seq), ()| seq <= keep)
+                .expect("cut the entries");
+        }
+        let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+        write
+            .open_table(meta)
+            .expect("meta")
+            .insert("audit_head", head_then)
+            .expect("re-link the head");
+    }
+    write.commit().expect("commit the cut");
+}
+
+/// The stored chain head of a stopped server, as bytes, and the last event's seq (the head's).
+fn stored_head(data_dir: &Path) -> (Vec<u8>, u64) {
+    let db = Database::open(data_dir.join("sofiia.redb")).expect("open the stopped database");
+    let read = db.begin_read().expect("read transaction");
+    let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    let head = read
+        .open_table(meta)
+        .expect("meta")
+        .get("audit_head")
+        .expect("read the head")
+        .expect("a head")
+        .value()
+        .to_vec();
+    let last = read
+        .open_table(AUDIT_TABLE)
+        .expect("audit table")
+        .last()
+        .expect("read the last event")
+        .expect("an event")
+        .0
+        .value();
+    (head, last)
+}
+
+#[tokio::test]
+async fn a_cut_tail_passes_the_chain_walk_but_not_an_expected_head() {
+    let (stopped, _) = stopped_app_with_history().await;
+    let (cut_point, keep) = stored_head(&stopped.data_dir());
+    let app = stopped.start(&[]).await;
+    for i in 0..5 {
+        app.send_text("after-the-anchor", &format!("later {i}"))
+            .await;
+    }
+    let recorded = verify(&app).await;
+    let expected = anchor_of(&recorded);
+    let still_there = expect_json(
+        app.get(&format!("{VERIFY}?expect={expected}"), &app.admin_key)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_valid(&still_there);
+    assert_eq!(
+        still_there["expected"]["verdict"], "in_chain",
+        "{still_there}"
+    );
+    let stopped = app.stop().await;
+
+    cut_tail(&stopped.data_dir(), keep, &cut_point);
+    let walked = stopped.run_cli(&["audit", "verify"]).await;
+    assert!(
+        walked.status.success(),
+        "a clean cut is invisible to the chain alone: {}",
+        String::from_utf8_lossy(&walked.stdout)
+    );
+
+    let anchored = stopped
+        .run_cli(&["audit", "verify", "--expect", &expected])
+        .await;
+    assert!(!anchored.status.success());
+    let report = cli_report(&anchored.stdout);
+    assert_eq!(report["valid"], false, "{report}");
+    assert_eq!(report["expected"]["verdict"], "beyond_head", "{report}");
+
+    let app = stopped.start(&[]).await;
+    let report = expect_json(
+        app.get(&format!("{VERIFY}?expect={expected}"), &app.admin_key)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(report["valid"], false, "{report}");
+    assert_eq!(report["expected"]["verdict"], "beyond_head", "{report}");
+    let replaced = format!("{}:{}", keep, "ab".repeat(32));
+    let report = expect_json(
+        app.get(&format!("{VERIFY}?expect={replaced}"), &app.admin_key)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(report["expected"]["verdict"], "hash_differs", "{report}");
+    assert_error(
+        app.get(&format!("{VERIFY}?expect=12:nothex"), &app.admin_key)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let export = ndjson(app.get(EXPORT, &app.admin_key).await).await;
+    let (code, verdict) =
+        python_verdict_with(dir.path(), "cut.ndjson", &export, &["--expect", &expected]).await;
+    assert_eq!(code, 1, "{verdict}");
+    let kept = parse_events(&export)
+        .into_iter()
+        .find(|event| event["seq"] == keep)
+        .expect("the last kept event is exported");
+    let kept = format!("{keep}:{}", kept["hash"].as_str().expect("hash"));
+    let (code, verdict) =
+        python_verdict_with(dir.path(), "kept.ndjson", &export, &["--expect", &kept]).await;
+    assert_eq!(code, 0, "{verdict}");
+}
+
+/// The `audit_head` log lines of `logs` with `moment`, as `seq:hash`.
+fn logged_heads(logs: &str, moment: &str) -> Vec<String> {
+    logs.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["event"] == "audit_head" && line["moment"] == moment)
+        .map(|line| {
+            format!(
+                "{}:{}",
+                line["seq"],
+                line["hash"].as_str().expect("a logged hash")
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_head_is_logged_at_start_and_stop_exported_as_a_gauge_and_holds_the_chain_later() {
+    let mut app = spawn_app().await;
+    app.send_text("anchored", "one").await;
+    let report = verify(&app).await;
+    let after_verify = report["head_seq"].as_u64().expect("head_seq") + 1;
+    let metrics = app.metrics().await;
+    let gauge = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("sofiia_audit_head_seq "))
+        .expect("the head gauge");
+    assert_eq!(gauge.trim().parse::<u64>().expect("a number"), after_verify);
+    assert_eq!(
+        logged_heads(&app.logs(), "periodic").len(),
+        1,
+        "logged at start"
+    );
+
+    assert!(app.terminate().await.success());
+    let at_stop = logged_heads(&app.logs(), "stop");
+    assert_eq!(at_stop.len(), 1, "{}", app.logs());
+    let app = app.restart_after_kill(&[]).await;
+    let report = expect_json(
+        app.get(&format!("{VERIFY}?expect={}", at_stop[0]), &app.admin_key)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_valid(&report);
+    assert_eq!(report["expected"]["verdict"], "in_chain", "{report}");
 }

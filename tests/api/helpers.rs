@@ -563,12 +563,23 @@ async fn run_cli_with(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Outpu
 /// Runs `ops/verify_audit_export.py` on `export` (written to `dir/name`); returns its exit code
 /// and its JSON verdict.
 pub async fn python_verdict(dir: &Path, name: &str, export: &str) -> (i32, Value) {
+    python_verdict_with(dir, name, export, &[]).await
+}
+
+/// `python_verdict` with the verifier's options `args`.
+pub async fn python_verdict_with(
+    dir: &Path,
+    name: &str,
+    export: &str,
+    args: &[&str],
+) -> (i32, Value) {
     let path = dir.join(name);
     std::fs::write(&path, export).expect("write the export");
     let verifier = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/verify_audit_export.py");
     let output = Command::new("python3")
         .arg(verifier)
         .arg(&path)
+        .args(args)
         .output()
         .await
         .expect("failed to run python3");

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_stream::StreamExt;
 
-use crate::domain::audit::{Action, Filter, Outcome};
+use crate::domain::audit::{Action, Anchor, Filter, Outcome};
 use crate::domain::cursor;
 use crate::domain::role::Permission;
 use crate::http::auth::Caller;
@@ -72,12 +72,26 @@ pub async fn list(
     }))
 }
 
+#[derive(Debug, Deserialize)]
+pub struct VerifyQuery {
+    /// `SEQ:HASH`: an event the chain must still hold.
+    expect: Option<String>,
+}
+
 pub async fn verify(
     State(console): State<Arc<Console>>,
     caller: Caller,
+    Query(query): Query<VerifyQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.may(Permission::ReadAudit)?;
-    Ok(JsonResponse(console.verify_audit(&caller.audit).await?))
+    let expected = query
+        .expect
+        .map(|text| text.parse::<Anchor>())
+        .transpose()
+        .map_err(|e| ApiError::invalid_request(format!("expect: {e}")))?;
+    Ok(JsonResponse(
+        console.verify_audit(&caller.audit, expected).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
