@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
 
 use crate::build_info;
 use crate::domain::role::Role;
@@ -33,6 +34,19 @@ pub enum Command {
     /// Take and list backups of the database.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Print a shell completion script to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff) to stdout, or write a page per command into a directory.
+    #[command(hide = true)]
+    Manpage {
+        /// Write sofiia-console.1 and one page per subcommand (sofiia-console-keys-create.1,
+        /// ...) into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Where to find the configuration, and what to override in it.

@@ -20,6 +20,8 @@ async fn main() -> ExitCode {
         Command::Retention(command) => commands::retention::run(command).await,
         Command::Backup(command) => commands::backup::run(command).await,
         Command::Db(command) => commands::db::run(command).await,
+        Command::Completions { shell } => commands::completions::completions(shell),
+        Command::Manpage { dir } => commands::completions::manpage(dir.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
