@@ -138,12 +138,17 @@ stop_service() {
 }
 
 reads_back() { # ADDR: the test chat holds the message, read through the API
-  curl -sf --max-time 10 "http://$1/api/chats/$CHAT/messages?limit=50" \
+  local texts
+  texts=$(curl -sf --max-time 10 "http://$1/api/chats/$CHAT/messages?limit=50" \
     -H "Authorization: Bearer $(cat "$root/var/lib/sofiia-console/admin.key")" |
-    json '"\n".join(m["text"] for m in d["items"])' | grep -qx "$TEXT"
+    json '"\n".join(m["text"] for m in d["items"])') || return 1
+  # Not piped into grep -q, which would exit at the match and fail the writer (pipefail).
+  grep -qx "$TEXT" <<<"$texts"
 }
 is_conffile() {
-  in_root dpkg-query -W -f '${Conffiles}' sofiia-console | grep -q '^ /etc/sofiia-console/config.toml '
+  local conffiles
+  conffiles=$(in_root dpkg-query -W -f '${Conffiles}' sofiia-console) || return 1
+  grep -q '^ /etc/sofiia-console/config.toml ' <<<"$conffiles"
 }
 verifies() { [ -z "$(in_root dpkg --verify sofiia-console)" ]; }
 is_installed() { in_root dpkg-query -W sofiia-console >/dev/null 2>&1; }
