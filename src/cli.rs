@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
 
 use crate::build_info;
 use crate::domain::audit::{Anchor, InvalidAnchor};
@@ -40,6 +41,19 @@ pub enum Command {
     /// Print a Markdown release-evidence report: build, preflight, configuration (secrets
     /// redacted), database, audit chain head, and a test summary.
     Evidence(EvidenceArgs),
+    /// Print a shell completion script to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff) to stdout, or write a page per command into a directory.
+    #[command(hide = true)]
+    Manpage {
+        /// Write sofiia-console.1 and one page per subcommand (sofiia-console-keys-create.1,
+        /// ...) into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

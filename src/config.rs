@@ -952,6 +952,9 @@ fn dotted_keys(table: &toml::Table, prefix: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
+mod packaged_file;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

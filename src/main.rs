@@ -25,6 +25,8 @@ async fn main() -> ExitCode {
         Command::Db(command) => commands::db::run(command).await,
         Command::Preflight(args) => commands::preflight::run(args).await,
         Command::Evidence(args) => commands::evidence::run(args).await,
+        Command::Completions { shell } => commands::completions::completions(shell),
+        Command::Manpage { dir } => commands::completions::manpage(dir.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

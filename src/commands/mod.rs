@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod backup;
 pub mod client;
+pub mod completions;
 pub mod db;
 pub mod evidence;
 pub mod keys;

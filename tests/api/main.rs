@@ -8,6 +8,7 @@ mod availability;
 mod backup;
 mod chats;
 mod committed_state;
+mod completions;
 mod crash_suite;
 mod crash_takeover;
 mod errors;
