@@ -51,6 +51,7 @@ trap cleanup EXIT
 pass() { echo "ok   $1"; }
 fail() {
   echo "FAIL $1"
+  [ -s "$work/cli.log" ] && tail -n 20 "$work/cli.log"
   exit 1
 }
 check() { # DESCRIPTION COMMAND...: passes when COMMAND succeeds
@@ -137,6 +138,19 @@ stop_service() {
   check "the service stopped on SIGTERM with exit status 0 (it was $status)" [ "$status" = 0 ]
 }
 
+as_service_user() { # ARGS...: sofiia-console ARGS as the packaged user (it reads the packaged
+  # configuration by default, as an operator's command on the machine does)
+  local uid gid
+  uid=$(in_root id -u sofiia-console)
+  gid=$(in_root id -g sofiia-console)
+  env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot --userspec="$uid:$gid" --groups="$gid" "$root" \
+    /usr/bin/sofiia-console "$@" 2>>"$work/cli.log"
+}
+saving() { # FILE COMMAND...: COMMAND with its output kept in $work/FILE
+  local file=$1
+  shift
+  "$@" >"$work/$file"
+}
 reads_back() { # ADDR: the test chat holds the message, read through the API
   local texts
   texts=$(curl -sf --max-time 10 "http://$1/api/chats/$CHAT/messages?limit=50" \
@@ -247,6 +261,17 @@ pass "ops/smoke.sh passed"
 check "the service writes its log to /var/log/sofiia-console" has_logs
 stop_service
 
+# The release runbook's steps before an upgrade (ops/runbook/release.md), on the stopped service.
+echo "== before the upgrade: preflight, a checked backup, the audit head recorded"
+check "preflight passes on the stopped installation" saving preflight.txt as_service_user preflight
+# The head first: the backup taken next holds it.
+head_before=$(as_service_user audit verify | json '"%d:%s" % (d["head_seq"], d["head_hash"])') ||
+  fail "audit verify"
+pass "audit head before the upgrade: $head_before"
+backup=$(as_service_user backup create | json 'd["file"]') || fail "backup create"
+backup=/var/lib/sofiia-console/backups/$backup
+check "backup verify accepts $backup" saving verified.json as_service_user backup verify "$backup"
+
 echo "== editing the conffile"
 upgrade_addr=$(free_address)
 sed -i "s/^listen = .*/listen = \"$upgrade_addr\"/" "$root/etc/sofiia-console/config.toml"
@@ -278,6 +303,24 @@ check "the database is still there" [ -f "$root/var/lib/sofiia-console/sofiia.re
 echo "== restarting on the edited conffile (no overrides)"
 start_service "$upgrade_addr"
 check "the message written before the upgrade reads back" reads_back "$upgrade_addr"
+stop_service
+
+# The rollback runbook (ops/runbook/rollback.md): the earlier package back over the upgrade,
+# then the pre-upgrade backup restored, and the chain held to the head recorded before.
+echo "== rolling back: the earlier package, then the backup taken before the upgrade"
+check "the chain still holds the head recorded before the upgrade" \
+  saving anchored.json as_service_user audit verify --expect "$head_before"
+cp "$work/$(basename "$deb")" "$root/tmp/"
+apt_in_root install -y --allow-downgrades "/tmp/$(basename "$deb")"
+check "dpkg reports sofiia-console $version installed again" [ "$(installed_version)" = "$version" ]
+check "backup restore puts the pre-upgrade backup in place" \
+  saving restored.json as_service_user backup restore "$backup"
+check "the replaced database is kept beside it" \
+  [ -f "$root$(json 'd["previous"]' <"$work/restored.json")" ]
+check "the restored chain holds the head recorded before the upgrade" \
+  saving restored-anchor.json as_service_user audit verify --expect "$head_before"
+start_service "$upgrade_addr"
+check "the message written before the upgrade reads back after the rollback" reads_back "$upgrade_addr"
 stop_service
 
 echo "== removing (data, configuration and user stay)"
