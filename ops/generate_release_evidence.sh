@@ -5,7 +5,8 @@
 #   ops/generate_release_evidence.sh [URL] [EVIDENCE ARGS...]
 #
 # With the URL of the running service the report adds read-only checks against it and, when
-# ops/smoke.sh sits beside this script (a source checkout), the full smoke run's output as its
+# smoke.sh sits beside this script (a source checkout's ops/, or the package's
+# /usr/share/sofiia-console/ops/), the full smoke run's output as its
 # test summary (the smoke checks need the admin key: SOFIIA_KEY or SOFIIA_KEY_FILE, see
 # smoke.sh). Other arguments go to `evidence`, e.g. --config FILE --data-dir DIR. The binary is
 # $SOFIIA_BIN, else sofiia-console on PATH; the report goes to $OUT_DIR (default: here). Exits

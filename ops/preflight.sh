@@ -4,9 +4,9 @@
 #
 #   [STRICT=1] ops/preflight.sh [--config FILE] [--data-dir DIR] [--json]
 #
-# The binary is $SOFIIA_BIN, else sofiia-console on PATH. Give it what the service is given
-# (the packaged unit: --config /etc/sofiia-console/config.toml --data-dir /var/lib/sofiia-console)
-# and run it as the service's user, so ownership and modes are judged as the service meets them.
+# The binary is $SOFIIA_BIN, else sofiia-console on PATH. Give it what the service is given (the
+# packaged unit runs with /etc/sofiia-console/config.toml, which is also the default here) and
+# run it as the service's user, so ownership and modes are judged as the service meets them.
 set -euo pipefail
 BIN=${SOFIIA_BIN:-sofiia-console}
 command -v "$BIN" >/dev/null || { echo "cannot find $BIN: put it on PATH or set SOFIIA_BIN" >&2; exit 2; }

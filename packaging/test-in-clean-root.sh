@@ -254,10 +254,14 @@ check "the send stored message $message_id" [ -n "$message_id" ]
 check "the message reads back through the API" reads_back "$addr"
 echo "seconds from apt-get install to a verified send: $(since "$install_started")"
 echo "== smoke checks against the packaged service"
-if ! SOFIIA_KEY_FILE=$key_file timeout 120 ops/smoke.sh "http://$addr"; then
-  fail "ops/smoke.sh http://$addr"
+# The copy the package installs, as the runbooks use it.
+smoke=$root/usr/share/sofiia-console/ops/smoke.sh
+check "the package ships the operations tools" [ -x "$smoke" ] \
+  && [ -f "$root/usr/share/sofiia-console/ops/verify_audit_export.py" ]
+if ! SOFIIA_KEY_FILE=$key_file timeout 120 "$smoke" "http://$addr"; then
+  fail "/usr/share/sofiia-console/ops/smoke.sh http://$addr"
 fi
-pass "ops/smoke.sh passed"
+pass "/usr/share/sofiia-console/ops/smoke.sh passed"
 check "the service writes its log to /var/log/sofiia-console" has_logs
 stop_service
 
