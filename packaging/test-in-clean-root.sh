@@ -256,8 +256,10 @@ echo "seconds from apt-get install to a verified send: $(since "$install_started
 echo "== smoke checks against the packaged service"
 # The copy the package installs, as the runbooks use it.
 smoke=$root/usr/share/sofiia-console/ops/smoke.sh
-check "the package ships the operations tools" [ -x "$smoke" ] \
-  && [ -f "$root/usr/share/sofiia-console/ops/verify_audit_export.py" ]
+ships_tools() {
+  [ -x "$smoke" ] && [ -f "$root/usr/share/sofiia-console/ops/verify_audit_export.py" ]
+}
+check "the package ships the operations tools" ships_tools
 if ! SOFIIA_KEY_FILE=$key_file timeout 120 "$smoke" "http://$addr"; then
   fail "/usr/share/sofiia-console/ops/smoke.sh http://$addr"
 fi

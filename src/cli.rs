@@ -36,7 +36,8 @@ pub enum Command {
     #[command(subcommand)]
     Backup(BackupCommand),
     /// Check the installation before a start or an upgrade: PASS, WARN or FAIL per check; exits
-    /// non-zero on a FAIL (with --strict, on a WARN too). Changes nothing.
+    /// non-zero on a FAIL (with --strict, on a WARN too). Changes nothing on a stopped
+    /// installation; a running service audits the chain verification it is asked for.
     Preflight(PreflightArgs),
     /// Print a Markdown release-evidence report: build, preflight, configuration (secrets
     /// redacted), database, audit chain head, and a test summary.

@@ -65,7 +65,13 @@ async fn restore(file: &Path, args: &ConfigArgs) -> Result<(), String> {
     let now_ms = Clock::from_env().now_ms();
     let restored =
         restore_backup(&config.database_path(), file, now_ms).map_err(|e| e.to_string())?;
-    let offline = client::open_stopped(args)?;
+    let offline = client::open_stopped(args).map_err(|e| {
+        format!(
+            "restored {} over {}, but could not open it to record the restore: {e}",
+            file.display(),
+            restored.database.display()
+        )
+    })?;
     let recorded = offline
         .console
         .record_restore(&client::cli_context(), &restored)

@@ -121,11 +121,6 @@ impl Api {
         })
     }
 
-    /// The service's base URL, without a trailing slash.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.get(format!("{}{path}", self.base))
     }

@@ -118,9 +118,7 @@ pub fn restore_backup(database: &Path, file: &Path, now_ms: u64) -> Result<Resto
     kept.push(format!(".before-restore-{stamp}"));
     // The audit event names the backup by a path that means something after the fact.
     let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());
-    let restored = restore(&file, database, Path::new(&kept))?;
-    tracing::info!(event = "backup_restored", from = %file.display(), "backup restored");
-    Ok(restored)
+    restore(&file, database, Path::new(&kept))
 }
 
 /// `sofiia-YYYYMMDDTHHMMSS.mmmZ.redb`: sorts by time, and says when at a glance.

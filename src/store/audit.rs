@@ -738,7 +738,15 @@ pub(super) fn verify(store: &impl Snapshots) -> Result<Verification, StoreError>
             } else {
                 from
             };
-            check_indexes(txn, low, walk.next_seq, &expected)
+            if let Some(finding) = check_indexes(txn, low, walk.next_seq, &expected)? {
+                return Ok(Some(finding));
+            }
+            // After the last chunk, entries beyond it must still have their events (appended
+            // since the walk began), or they are orphans of a cut tail.
+            if walk.next_seq > last {
+                return check_entries_beyond(txn, last);
+            }
+            Ok(None)
         })?;
         if let Some((seq, reason)) = finding {
             report.invalid(seq, reason);
@@ -894,6 +902,29 @@ fn check_indexes(
                 *seq,
                 format!("event {seq} lacks its {name} entry ({value:?})"),
             )));
+        }
+    }
+    Ok(None)
+}
+
+/// The first index entry for a seq after `last` whose event does not exist.
+fn check_entries_beyond(
+    txn: &ReadTransaction,
+    last: u64,
+) -> Result<Option<(u64, String)>, StoreError> {
+    let events = txn.open_table(AUDIT)?;
+    for definition in AUDIT_INDEXES {
+        let index = txn.open_table(definition)?;
+        for row in index.range((last >> AUDIT_BUCKET_BITS, "", 0)..)? {
+            let (key, _) = row?;
+            let (_, value, seq) = key.value();
+            if seq > last && events.get(seq)?.is_none() {
+                let name = definition.name();
+                return Ok(Some((
+                    seq,
+                    format!("{name} holds an entry ({value:?}, {seq}) whose event does not exist"),
+                )));
+            }
         }
     }
     Ok(None)

@@ -1,13 +1,13 @@
 //! Putting a backup in the place of the database of a stopped service.
 //!
 //! The backup is checked first (`backup::check_copy`) and refused unless its chain verifies.
-//! It is then copied beside the database and fsync'd, and swapped in by two renames: the
-//! database becomes the kept file, the copy takes the database's name, and the directory is
-//! fsync'd. Until the second rename the old file is under the database's name, so a crash leaves
-//! either the old database or the restored one there, never a partial file; the old one is never
+//! It is then copied beside the database and fsync'd; the current database gets a second name
+//! (a hard link, the kept file), the copy is renamed over the database's name, and the directory
+//! is fsync'd. The rename replaces atomically, so a crash leaves either the old database or the
+//! restored one under that name, never none and never a partial file; the old one is never
 //! deleted here.
 //!
-//! Throughout, the current database is held open read-only, which refuses a service starting
+//! Until the swap, the current database is held open read-only, which refuses a service starting
 //! meanwhile, tells a running service from a stopped one, and writes nothing to the old file. A file that cannot be opened at all — damage is
 //! the usual reason to restore — cannot be in use either, and is swapped without that hold.
 
@@ -29,7 +29,7 @@ pub struct Restored {
     pub restored_from: PathBuf,
     /// The database as it was before, kept under a new name; `None` when there was none.
     pub previous: Option<PathBuf>,
-    /// Why the previous file could not be opened, when it could not (it is kept all the same).
+    /// Why the previous file could not be held open, when it could not (it is kept all the same).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_unreadable: Option<String>,
     pub checked: Checked,
@@ -74,9 +74,11 @@ pub fn restore(backup: &Path, database: &Path, keep_as: &Path) -> Result<Restore
     let incoming = database.with_extension("restoring");
     let io = |e: std::io::Error| RestoreError::Io(format!("{}: {e}", incoming.display()));
     copy_durably(backup, &incoming, database).map_err(io)?;
+    // The current file gets its second name first, then one rename replaces it atomically: the
+    // database's name never goes missing, not even for an instant.
     let previous = database.exists().then(|| keep_as.to_owned());
     if previous.is_some() {
-        std::fs::rename(database, keep_as).map_err(io)?;
+        std::fs::hard_link(database, keep_as).map_err(io)?;
     }
     std::fs::rename(&incoming, database).map_err(io)?;
     sync_dir(database).map_err(io)?;
@@ -101,6 +103,12 @@ fn hold(database: &Path) -> Result<(Option<ReadOnlyDatabase>, Option<String>), R
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
             Err(RestoreError::Running(database.to_owned()))
         }
+        Err(redb::DatabaseError::RepairAborted) => Ok((
+            None,
+            Some(
+                "it was not closed cleanly (the service stopped on a failure or was killed)".into(),
+            ),
+        )),
         Err(other) => Ok((None, Some(other.to_string()))),
     }
 }

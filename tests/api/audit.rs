@@ -686,6 +686,19 @@ async fn an_index_entry_without_its_event_is_reported_at_its_seq() {
     assert_broken_at(stopped, middle).await;
 }
 
+#[tokio::test]
+async fn an_index_entry_beyond_the_head_is_reported_at_its_seq() {
+    let (stopped, _) = stopped_app_with_history().await;
+    let (_, last) = stored_head(&stopped.data_dir());
+    let beyond = last + 5;
+    change_action_index(&stopped.data_dir(), |index| {
+        index
+            .insert((beyond >> 14, "chat.send", beyond), ())
+            .expect("add an entry");
+    });
+    assert_broken_at(stopped, beyond).await;
+}
+
 /// The action of event `seq`, read from an export of the stopped server's trail.
 async fn trail_action_at(stopped: &StoppedApp, seq: u64) -> String {
     let output = stopped.run_cli(&["audit", "export"]).await;
