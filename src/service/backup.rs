@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{Console, ServiceError};
 use crate::domain::audit::{Action, Context, Outcome, Target};
 use crate::domain::rfc3339;
-use crate::store::backup::{Checked, check_copy};
+use crate::store::backup::{CheckError, Checked, check_copy};
 use crate::store::restore::{RestoreError, Restored, restore};
 
 const PREFIX: &str = "sofiia-";
@@ -106,8 +106,8 @@ impl Console {
 }
 
 /// Checks the backup `file` (`backup verify`): integrity, schema version and audit chain.
-pub fn verify_backup(file: &Path) -> Result<Checked, ServiceError> {
-    Ok(check_copy(file)?)
+pub fn verify_backup(file: &Path) -> Result<Checked, CheckError> {
+    check_copy(file)
 }
 
 /// Restores `file` over the database at `database` of a stopped service, keeping the current

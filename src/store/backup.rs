@@ -16,7 +16,7 @@ use redb::{
 };
 
 use super::audit::Verification;
-use super::inspect::Inspection;
+use super::inspect::{InspectError, Inspection};
 use super::tables::{
     API_KEYS, AUDIT, AUDIT_INDEXES, CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS,
     MESSAGES, META, RATE_WINDOWS, RETENTION_RUNS, SESSIONS,
@@ -46,27 +46,41 @@ pub struct Checked {
     pub rows: BTreeMap<String, u64>,
 }
 
+/// Why a file cannot stand in for the database.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    #[error("{0} was not closed cleanly: it is not a complete backup")]
+    NotClean(String),
+    #[error("{0} records no schema version: it is not a sofiia-console database")]
+    NoSchema(String),
+    #[error(
+        "{file} was written by a newer sofiia-console (schema version {found}; this binary knows up to {SCHEMA_VERSION})"
+    )]
+    Newer { file: String, found: u32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Checks the backup `file` without changing it (`inspect`): every page's checksum, a schema
 /// version this binary knows, and the audit chain from its checkpoint to its head. A file that
 /// is damaged, was left mid-write, or holds no schema version is an error; a chain that does not
 /// verify is reported in `audit`.
-pub fn check_copy(file: &Path) -> Result<Checked, StoreError> {
-    let shown = file.display();
-    let inspection = Inspection::open(file).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+pub fn check_copy(file: &Path) -> Result<Checked, CheckError> {
+    let shown = file.display().to_string();
+    let inspection = Inspection::open(file)?;
     if inspection.needed_recovery() {
-        return Err(StoreError::Corrupt(format!(
-            "{shown} was not closed cleanly: it is not a complete backup"
-        )));
+        return Err(CheckError::NotClean(shown));
     }
-    let schema_version = inspection.schema_version()?.ok_or_else(|| {
-        StoreError::Corrupt(format!(
-            "{shown} records no schema version: it is not a sofiia-console database"
-        ))
-    })?;
+    let schema_version = inspection
+        .schema_version()?
+        .ok_or_else(|| CheckError::NoSchema(shown.clone()))?;
     if schema_version > SCHEMA_VERSION {
-        return Err(StoreError::Database(format!(
-            "{shown} was written by a newer sofiia-console (schema version {schema_version}; this binary knows up to {SCHEMA_VERSION})"
-        )));
+        return Err(CheckError::Newer {
+            file: shown,
+            found: schema_version,
+        });
     }
     let audit = inspection.verify_audit()?;
     let stats = inspection.file_stats()?;

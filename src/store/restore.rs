@@ -19,8 +19,7 @@ use std::path::{Path, PathBuf};
 use redb::{Builder, ReadOnlyDatabase};
 use serde::Serialize;
 
-use super::StoreError;
-use super::backup::{Checked, check_copy, sync_dir};
+use super::backup::{CheckError, Checked, check_copy, sync_dir};
 
 /// Where a restore left things.
 #[derive(Debug, Clone, Serialize)]
@@ -44,7 +43,7 @@ pub enum RestoreError {
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Check(#[from] CheckError),
     #[error("{0}")]
     Io(String),
 }
