@@ -58,20 +58,24 @@ impl Inspection {
             return Err(InspectError::Missing(shown));
         }
         // redb documents that a file damaged outside it may make an open panic; a check must
-        // report that, not die of it.
-        catch_unwind(AssertUnwindSafe(|| Self::open_checked(path, &shown))).unwrap_or_else(
-            |panic| {
-                let reason = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("the database library failed reading it");
-                Err(InspectError::Damaged {
-                    path: shown.clone(),
-                    reason: reason.to_owned(),
-                })
-            },
-        )
+        // report that, not die of it — nor print the panic, which the default hook would do
+        // before it is caught. Inspections run in the command-line tools, never in the service,
+        // so the process-wide hook is theirs to swap for the moment.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let opened = catch_unwind(AssertUnwindSafe(|| Self::open_checked(path, &shown)));
+        std::panic::set_hook(hook);
+        opened.unwrap_or_else(|panic| {
+            let reason = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("the database library failed reading it");
+            Err(InspectError::Damaged {
+                path: shown.clone(),
+                reason: reason.to_owned(),
+            })
+        })
     }
 
     fn open_checked(path: &Path, shown: &str) -> Result<Self, InspectError> {
