@@ -157,8 +157,9 @@ fn audit(chain: Option<&ChainFacts>) -> String {
         rows.push(["reason".to_owned(), reason.clone()]);
     }
     format!(
-        "{}\nKeep the head (seq and hash) off this machine: a later verification whose chain \
-         passes this seq with a different hash there shows the trail was rewritten.\n",
+        "{}\nKeep the head (seq and hash) off this machine: a later \
+         `sofiia-console audit verify --expect SEQ:HASH` shows whether the trail still holds it, \
+         or was cut or rewritten since.\n",
         table(["", ""], rows)
     )
 }
