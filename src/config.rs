@@ -394,6 +394,14 @@ impl Config {
         Self::load_from(flags, std::env::vars())
     }
 
+    /// The configuration file `flags` select: `--config`, else the default file when it exists.
+    pub fn file_for(flags: &Flags) -> Option<PathBuf> {
+        flags
+            .config
+            .clone()
+            .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()))
+    }
+
     pub fn load_from(
         flags: &Flags,
         env: impl IntoIterator<Item = (String, String)>,
@@ -414,11 +422,7 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
         let mut layers = Layers::default();
-        let file = flags
-            .config
-            .clone()
-            .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()));
-        if let Some(path) = file {
+        if let Some(path) = Self::file_for(flags) {
             layers.merge_file(&path)?;
         }
         for (name, value) in env {

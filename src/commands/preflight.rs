@@ -6,14 +6,12 @@
 //! the only thing said — and asks the running service about a database file it holds, which no
 //! other process may open.
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 
 use super::client::Api;
 use crate::build_info;
 use crate::cli::{ConfigArgs, PreflightArgs};
-use crate::config::{Config, DEFAULT_CONFIG_FILE, Flags};
+use crate::config::{Config, Flags};
 use crate::domain::preflight::{
     AUDIT_CHAIN, ChainFacts, Check, Report, SCHEMA, Status, audit_verdict,
 };
@@ -109,11 +107,7 @@ pub async fn gather(args: &ConfigArgs, service_url: Option<&str>) -> Preflight {
 }
 
 fn config_check(config: &Config, flags: &Flags) -> Check {
-    let file = flags
-        .config
-        .clone()
-        .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()));
-    let from = file.map_or_else(
+    let from = Config::file_for(flags).map_or_else(
         || "built-in defaults and the environment".to_owned(),
         |f| f.display().to_string(),
     );
