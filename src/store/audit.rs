@@ -206,25 +206,31 @@ pub(super) fn prune(
     if end <= first {
         return Ok((tally, false));
     }
-    // Each index value's entries for `first..end` are one contiguous key range,
-    // `(bucket, value, first)..(bucket, value, end)`, holding nothing else: removing the ranges
-    // walks each leaf once instead of descending the tree for every entry.
-    let mut values: [BTreeSet<String>; 4] = Default::default();
-    let mut last = None;
-    for row in t.audit.extract_from_if(first..end, |_, _| true)? {
-        let event: Event = codec::decode(row?.1.value())?;
-        for (distinct, value) in values.iter_mut().zip(indexed_values(&event.record)) {
-            distinct.extend(value);
-        }
-        tally.count(event.ts_ms);
-        last = Some(event);
-    }
+    // Seqs have no gaps, so the batch is the events `first..end`. Only the first and the last
+    // are decoded, for the tally's times and the checkpoint; the rest are removed unread. Their
+    // index entries are removed by one pass over the bucket in each index, keyed by `seq`
+    // alone, so no event is decoded to learn its values.
+    let stored = |seq: u64| -> Result<Event, StoreError> {
+        let raw = t.audit.get(seq)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("audit event {seq} is missing from the chain"))
+        })?;
+        codec::decode(raw.value())
+    };
+    let oldest = stored(first)?;
+    let last = Some(stored(end - 1)?);
+    let mut removed = 0;
+    t.audit.retain_in(first..end, |_, _| {
+        removed += 1;
+        false
+    })?;
+    tally.deleted = removed;
+    tally.oldest_ms = Some(oldest.ts_ms);
+    tally.newest_ms = last.as_ref().map(|e| e.ts_ms);
     let bucket = first >> AUDIT_BUCKET_BITS;
-    for (index, distinct) in t.audit_indexes.iter_mut().zip(&values) {
-        for value in distinct {
-            let value = value.as_str();
-            index.retain_in((bucket, value, first)..(bucket, value, end), |_, _| false)?;
-        }
+    for index in t.audit_indexes.iter_mut() {
+        index.retain_in((bucket, "", 0)..(bucket + 1, "", 0), |(_, _, seq), _| {
+            !(first..end).contains(&seq)
+        })?;
     }
     if let Some(last) = last {
         let checkpoint = Checkpoint {
