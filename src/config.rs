@@ -996,23 +996,28 @@ mod tests {
             .prop_map(|name| format!("SOFIIA_{name}"))
         }
 
+        /// Loads a configuration file holding `bytes`; any outcome but a panic is fine.
+        fn load_file(bytes: &[u8]) {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), bytes).unwrap();
+            let flags = Flags {
+                config: Some(file.path().to_owned()),
+                ..Flags::default()
+            };
+            let _ = Config::load_from(&flags, std::iter::empty());
+        }
+
         proptest! {
             #[test]
             fn any_file_loads_or_is_refused_without_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
-                let file = tempfile::NamedTempFile::new().unwrap();
-                std::fs::write(file.path(), &bytes).unwrap();
-                let flags = Flags { config: Some(file.path().to_owned()), ..Flags::default() };
-                let _ = Config::load_from(&flags, std::iter::empty());
+                load_file(&bytes);
             }
 
             #[test]
             fn any_toml_text_loads_or_is_refused_without_panic(
                 text in r#"(\[[a-z_.]{0,20}\]\n)?([a-z_.]{1,24} = ("[^"\n]{0,12}"|-?[0-9]{1,20}|true|\[\]|\{\}|\[1, "a"\])\n){0,6}"#,
             ) {
-                let file = tempfile::NamedTempFile::new().unwrap();
-                std::fs::write(file.path(), &text).unwrap();
-                let flags = Flags { config: Some(file.path().to_owned()), ..Flags::default() };
-                let _ = Config::load_from(&flags, std::iter::empty());
+                load_file(text.as_bytes());
             }
 
             #[test]

@@ -19,7 +19,8 @@ use super::preflight::{self, Preflight, Reach};
 use crate::build_info;
 use crate::cli::EvidenceArgs;
 use crate::config::Config;
-use crate::domain::preflight::{ChainFacts, Check, Report};
+use crate::domain::audit::Verification;
+use crate::domain::preflight::{Check, Report};
 
 pub async fn run(args: EvidenceArgs) -> Result<(), String> {
     let tests = match &args.tests {
@@ -136,7 +137,7 @@ fn service_figures(health: &Value) -> String {
     out
 }
 
-fn audit(chain: Option<&ChainFacts>) -> String {
+fn audit(chain: Option<&Verification>) -> String {
     let Some(chain) = chain else {
         return "The chain was not verified: see the preflight table.\n".into();
     };
@@ -177,7 +178,7 @@ async fn smoke(url: &str, config: &Config) -> Report {
         metrics = metrics.bearer_auth(token.expose());
     }
     let verify = match &key {
-        Ok(_) => match api.json::<ChainFacts>(api.get("/api/audit/verify")).await {
+        Ok(_) => match api.json::<Verification>(api.get("/api/audit/verify")).await {
             Ok(chain) if chain.valid => Check::pass("audit verify", "the chain is valid"),
             Ok(_) => Check::fail("audit verify", "the chain is NOT valid"),
             Err(error) => Check::fail("audit verify", error),

@@ -12,9 +12,8 @@ use super::client::Api;
 use crate::build_info;
 use crate::cli::{ConfigArgs, PreflightArgs};
 use crate::config::{Config, Flags};
-use crate::domain::preflight::{
-    AUDIT_CHAIN, ChainFacts, Check, Report, SCHEMA, Status, audit_verdict,
-};
+use crate::domain::audit::Verification;
+use crate::domain::preflight::{AUDIT_CHAIN, Check, Report, SCHEMA, Status, audit_verdict};
 use crate::service::preflight::{self, DATABASE};
 use crate::store::inspect::{InspectError, Inspection};
 
@@ -26,7 +25,7 @@ pub struct Preflight {
     pub config: Option<Config>,
     pub database: Reach,
     /// The audit chain as it was verified, when it could be.
-    pub chain: Option<ChainFacts>,
+    pub chain: Option<Verification>,
 }
 
 /// Where the database's figures can be had from.
@@ -120,7 +119,7 @@ fn config_check(config: &Config, flags: &Flags) -> Check {
 async fn database(
     config: &Config,
     service_url: Option<&str>,
-) -> (Vec<Check>, Reach, Option<ChainFacts>) {
+) -> (Vec<Check>, Reach, Option<Verification>) {
     match preflight::inspect(config) {
         Err(InspectError::Locked(path)) => through_service(config, service_url, &path).await,
         inspected => {
@@ -149,7 +148,7 @@ async fn through_service(
     config: &Config,
     service_url: Option<&str>,
     path: &str,
-) -> (Vec<Check>, Reach, Option<ChainFacts>) {
+) -> (Vec<Check>, Reach, Option<Verification>) {
     let base = service_url.map_or_else(|| format!("http://{}", config.listen), str::to_owned);
     let in_use = format!("{path} is in use by the running service at {base}");
     let api = match admin_key(config).and_then(|key| Api::with_key(base.clone(), &key)) {
@@ -173,7 +172,7 @@ async fn through_service(
         Ok(health) => schema_from_health(health),
         Err(_) => Check::warn(SCHEMA, "not checked: the service did not answer"),
     };
-    let (audit, chain) = match api.json::<ChainFacts>(api.get("/api/audit/verify")).await {
+    let (audit, chain) = match api.json::<Verification>(api.get("/api/audit/verify")).await {
         Ok(chain) => (audit_verdict(&chain), Some(chain)),
         Err(why) => (
             Check::warn(

@@ -338,6 +338,53 @@ impl Context {
     }
 }
 
+/// The result of walking the chain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Verification {
+    pub valid: bool,
+    pub total_entries: u64,
+    pub checked_from_seq: u64,
+    pub head_seq: u64,
+    pub head_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_invalid_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What became of the expected event, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<AnchorCheck>,
+}
+
+/// Whether the chain still holds an expected event (`Anchor`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnchorCheck {
+    pub seq: u64,
+    pub hash: String,
+    pub verdict: AnchorVerdict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnchorVerdict {
+    /// The event is in the chain with the expected hash.
+    InChain,
+    /// The event is there with another hash: the chain was rewritten from it on, or replaced.
+    HashDiffers,
+    /// The chain ends before it: its tail was cut.
+    BeyondHead,
+    /// Retention removed it: it can no longer be checked (record a newer head).
+    Pruned,
+}
+
+impl Verification {
+    /// Marks the walk invalid from `seq`, for `reason`.
+    pub fn invalid(&mut self, seq: u64, reason: String) {
+        self.valid = false;
+        self.first_invalid_seq = Some(seq);
+        self.reason = Some(reason);
+    }
+}
+
 /// A chained event as stored. Every stored field is covered by `hash`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {

@@ -8,8 +8,9 @@
 
 use std::net::SocketAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::audit::Verification;
 use super::retention::DailyTime;
 
 /// Ordered so the worst check decides the report's result.
@@ -307,19 +308,7 @@ pub fn schema_verdict(found: Option<u32>, known: u32) -> Check {
 
 pub const AUDIT_CHAIN: &str = "audit-chain";
 
-/// The outcome of walking the audit chain, as the store or the API reports it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ChainFacts {
-    pub valid: bool,
-    pub total_entries: u64,
-    pub checked_from_seq: u64,
-    pub head_seq: u64,
-    pub head_hash: String,
-    pub first_invalid_seq: Option<u64>,
-    pub reason: Option<String>,
-}
-
-pub fn audit_verdict(chain: &ChainFacts) -> Check {
+pub fn audit_verdict(chain: &Verification) -> Check {
     if chain.valid {
         return Check::pass(
             AUDIT_CHAIN,
@@ -511,7 +500,7 @@ mod tests {
 
     #[test]
     fn a_broken_chain_fails_at_its_seq() {
-        let mut chain = ChainFacts {
+        let mut chain = Verification {
             valid: true,
             total_entries: 3,
             checked_from_seq: 1,
@@ -519,6 +508,7 @@ mod tests {
             head_hash: "ab".into(),
             first_invalid_seq: None,
             reason: None,
+            expected: None,
         };
         let ok = audit_verdict(&chain);
         assert_eq!(ok.status, Status::Pass);

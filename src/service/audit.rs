@@ -5,9 +5,8 @@ use std::pin::Pin;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 
-use crate::domain::audit::{Action, Anchor, Context, Event, Filter, Outcome, Target};
+use crate::domain::audit::{Action, Anchor, Context, Event, Filter, Outcome, Target, Verification};
 use crate::monitoring::series;
-use crate::store::audit::Verification;
 
 use super::{Console, ServiceError};
 

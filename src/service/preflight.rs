@@ -14,12 +14,10 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::domain::api_key;
-use crate::domain::preflight::{
-    self as verdicts, ChainFacts, Check, DirFacts, KeyFile, NodeReach, Status,
-};
+use crate::domain::audit::Verification;
+use crate::domain::preflight::{self as verdicts, Check, DirFacts, KeyFile, NodeReach, Status};
 use crate::service::health::{self, disk_space_of, disk_verdict};
 use crate::store::SCHEMA_VERSION;
-use crate::store::audit::Verification;
 use crate::store::inspect::{InspectError, Inspection};
 
 pub const DISK: &str = "disk";
@@ -162,7 +160,7 @@ pub fn inspect(config: &Config) -> Result<Inspection, InspectError> {
 /// was walked. A file in use is not handled here: only the running service can answer for it.
 pub fn database_checks(
     inspected: &Result<Inspection, InspectError>,
-) -> (Vec<Check>, Option<ChainFacts>) {
+) -> (Vec<Check>, Option<Verification>) {
     let inspection = match inspected {
         Ok(inspection) => inspection,
         Err(InspectError::Missing(path)) => {
@@ -206,28 +204,13 @@ pub fn database_checks(
         Err(e) => Check::fail(verdicts::SCHEMA, format!("cannot be read: {e}")),
     };
     let (audit, chain) = match inspection.verify_audit() {
-        Ok(verification) => {
-            let chain = chain_facts(verification);
-            (verdicts::audit_verdict(&chain), Some(chain))
-        }
+        Ok(verification) => (verdicts::audit_verdict(&verification), Some(verification)),
         Err(e) => (
             Check::fail(verdicts::AUDIT_CHAIN, format!("cannot be walked: {e}")),
             None,
         ),
     };
     (vec![opened, schema, audit], chain)
-}
-
-pub fn chain_facts(v: Verification) -> ChainFacts {
-    ChainFacts {
-        valid: v.valid,
-        total_entries: v.total_entries,
-        checked_from_seq: v.checked_from_seq,
-        head_seq: v.head_seq,
-        head_hash: v.head_hash,
-        first_invalid_seq: v.first_invalid_seq,
-        reason: v.reason,
-    }
 }
 
 pub fn retention(config: &Config) -> Check {

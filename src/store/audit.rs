@@ -26,7 +26,10 @@ use super::tables::{
     AUDIT_INDEXES, AuditIndexKey, META, audit_index_key,
 };
 use super::{Snapshots, Store, StoreError};
-use crate::domain::audit::{Anchor, Draft, Event, Filter, GENESIS, Hash, Outcome, Record};
+use crate::domain::audit::{
+    Anchor, AnchorCheck, AnchorVerdict, Draft, Event, Filter, GENESIS, Hash, Outcome, Record,
+    Verification,
+};
 use crate::domain::retention::Tally;
 use crate::failpoints;
 
@@ -80,44 +83,6 @@ pub(super) const EMPTY_HEAD: Head = Head {
     ts_ms: 0,
     hash: GENESIS,
 };
-
-/// The result of walking the chain.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verification {
-    pub valid: bool,
-    pub total_entries: u64,
-    pub checked_from_seq: u64,
-    pub head_seq: u64,
-    pub head_hash: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_invalid_seq: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// What became of the expected event, when one was given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expected: Option<AnchorCheck>,
-}
-
-/// Whether the chain still holds an expected event (`Anchor`).
-#[derive(Debug, Clone, Serialize)]
-pub struct AnchorCheck {
-    pub seq: u64,
-    pub hash: String,
-    pub verdict: AnchorVerdict,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AnchorVerdict {
-    /// The event is in the chain with the expected hash.
-    InChain,
-    /// The event is there with another hash: the chain was rewritten from it on, or replaced.
-    HashDiffers,
-    /// The chain ends before it: its tail was cut.
-    BeyondHead,
-    /// Retention removed it: it can no longer be checked (record a newer head).
-    Pruned,
-}
 
 /// Appends `draft` to the chain inside the batch's transaction. Timestamps never go backwards
 /// along the chain, so `seq` order is also time order and a time range is a `seq` range.
@@ -832,14 +797,6 @@ fn check_anchor(
         verdict,
     });
     Ok(())
-}
-
-impl Verification {
-    fn invalid(&mut self, seq: u64, reason: String) {
-        self.valid = false;
-        self.first_invalid_seq = Some(seq);
-        self.reason = Some(reason);
-    }
 }
 
 /// Where a chain walk stands: the next event it expects and the hash that event must chain on.

@@ -15,13 +15,13 @@ use redb::{
     Database, Durability, Key, ReadTransaction, ReadableTable, TableDefinition, TableHandle, Value,
 };
 
-use super::audit::Verification;
 use super::inspect::{InspectError, Inspection};
 use super::tables::{
     API_KEYS, AUDIT, AUDIT_INDEXES, CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS,
     MESSAGES, META, RATE_WINDOWS, RETENTION_RUNS, SESSIONS,
 };
 use super::{SCHEMA_VERSION, Store, StoreError};
+use crate::domain::audit::Verification;
 
 /// Rows written to the copy per write transaction.
 const COPY_CHUNK: usize = 10_000;

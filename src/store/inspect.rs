@@ -19,11 +19,12 @@ use redb::{
     StorageError,
 };
 
-use super::audit::{self, Verification};
+use super::audit;
 use super::maintenance::{FileStats, table_rows};
 use super::overlay::Overlay;
 use super::tables::META;
 use super::{Snapshots, StoreError, schema};
+use crate::domain::audit::Verification;
 
 /// Enough to walk the trees without holding a large file in memory.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
