@@ -3,6 +3,7 @@
 //! Handlers are thin: they authenticate, check the route's permission, translate input into
 //! service calls and service results into responses. Nothing here touches storage.
 
+pub mod admin_page;
 pub mod auth;
 pub mod connection;
 pub mod error;
@@ -68,6 +69,7 @@ pub fn router(console: Arc<Console>, policy: &HttpPolicy, exporter: Exporter) ->
         .route("/api/audit", get(audit::list))
         .route("/api/audit/verify", get(audit::verify))
         .route("/api/audit/export", get(audit::export))
+        .merge(admin_page::routes())
         .fallback(|| async { ApiError::not_found("no such resource") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     let routes = match cors(&policy.cors_origins) {
