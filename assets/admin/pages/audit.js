@@ -14,15 +14,15 @@ const ACTIONS = [
 ];
 
 export async function render(main) {
-  const actor = el('input', { type: 'text', name: 'actor' });
+  const actor = el('input', { type: 'text', name: 'actor', placeholder: 'key:ab12cd34ef56' });
   const action = el('select', { name: 'action' }, el('option', { value: '' }, 'Any action'), ACTIONS.map((a) => el('option', { value: a }, a)));
-  const target = el('input', { type: 'text', name: 'target' });
+  const target = el('input', { type: 'text', name: 'target', placeholder: 'chat:ops' });
   const outcome = el('select', { name: 'outcome' }, ['', 'ok', 'denied', 'error'].map((o) => el('option', { value: o }, o || 'Any outcome')));
   const since = el('input', { type: 'datetime-local', name: 'since' });
   const until = el('input', { type: 'datetime-local', name: 'until' });
   const status = el('div');
   const listing = el('div');
-  const verifyResult = el('div', { 'aria-live': 'polite' });
+  const verifyResult = el('div');
   const exportLink = el('a', { href: '/api/audit/export', download: 'audit-export.ndjson' }, 'Download export (NDJSON)');
 
   const instant = (input) => (input.value ? String(new Date(input.value).getTime()) : undefined);
