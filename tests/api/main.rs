@@ -1,6 +1,7 @@
 //! Black-box tests: each starts the real `sofiia-console` binary on a free port with a temporary
 //! data dir and talks HTTP to it.
 
+mod admin_page;
 mod agents;
 mod audit;
 mod auth;
