@@ -19,7 +19,7 @@ export async function render(main, context) {
       const page = await get('/api/chats', { limit: PAGE_SIZE, cursor, archived: archived.value });
       listing.replaceChildren(
         page.items.length === 0
-          ? el('p', { class: 'muted' }, 'No chats here yet.')
+          ? el('p', { class: 'muted' }, page.next_cursor ? 'No chats on this page; the next page may have some.' : 'No chats here.')
           : table('Chats, most recent activity first', ['Chat', 'Title', 'Last activity', 'Messages'], page.items.map(row)),
       );
       status.replaceChildren();
