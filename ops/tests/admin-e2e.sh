@@ -35,6 +35,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Limits high enough to seed a long chat quickly; the rate-limit page must show these.
+export SOFIIA_RATE_LIMIT__CHAT__PER_MINUTE=600 SOFIIA_RATE_LIMIT__CHAT__BURST=100 \
+  SOFIIA_RATE_LIMIT__OPERATOR__PER_MINUTE=1200 SOFIIA_RATE_LIMIT__OPERATOR__BURST=200
 addr=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$BIN" serve --listen "$addr" --data-dir "$work/data" --config /dev/null >"$work/service.log" 2>&1 &
 server_pid=$!

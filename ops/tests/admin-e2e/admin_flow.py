@@ -149,16 +149,11 @@ def screenshots(browser, directory, name, dark=False):
             suffix = "" if scheme == "light" else "-dark"
             page.screenshot(path=str(directory / f"{name}-{label}{suffix}.png"), full_page=True)
     page.emulate_media(color_scheme="light")
-    page.set_viewport_size(WIDE)
-    ok(f"screenshots of {name}{' (light and dark)' if dark else ''}")
-
-
-def readable_at_narrow_width(browser, name):
-    page = browser.page
     page.set_viewport_size(NARROW)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     page.set_viewport_size(WIDE)
-    check(overflow <= 1, f"{name} fits 390 px without sideways scrolling (overflow {overflow} px)")
+    check(overflow <= 1, f"screenshots of {name}{' (light and dark)' if dark else ''}; "
+          f"it fits 390 px without sideways scrolling (overflow {overflow} px)")
 
 
 def labelled(browser, name):
@@ -284,20 +279,58 @@ def flow(browser, page, api, origin, shots):
     ok("keyboard: the message was sent and shown")
     screenshots(browser, shots, "chat", dark=True)
 
+    # Live: a message sent elsewhere appears in the open chat.
+    api.call("POST", "/api/chats/e2e-night/send", body={"text": "sent from a script"})
+    expect(page.locator(".message.operator", has_text="sent from a script")).to_have_count(1)
+    ok("live: a message sent elsewhere appears in the open chat")
+
+    # A long chat: the view pages back through its history; archived, it moves to the other list.
+    for n in range(30):
+        status, _ = api.call("POST", "/api/chats/e2e-long/send", body={"text": f"long {n}"})
+        if status != 200:
+            raise Failure(f"seeding e2e-long: {status}")
+    page.goto(f"{origin}/admin/#/chats/e2e-long")
+    expect(page.locator(".message")).to_have_count(50)
+    expect(page.locator(".message").first).to_contain_text("long 5")
+    page.get_by_role("button", name="Load older messages", exact=True).click()
+    expect(page.locator(".message")).to_have_count(60)
+    expect(page.locator(".message").first).to_contain_text("long 0")
+    expect(page.get_by_role("button", name="Load older messages", exact=True)).to_be_hidden()
+    ok("chat view: 50 newest messages, then the older ten, oldest first")
+    page.get_by_role("button", name="Archive chat", exact=True).click()
+    expect(page.get_by_role("button", name="Restore from archive", exact=True)).to_be_visible()
     page.get_by_role("link", name="All chats").click()
     expect(page.get_by_role("link", name="e2e-night")).to_be_visible()
-    ok("chat index lists e2e-night")
+    expect(page.get_by_role("link", name="e2e-long")).to_have_count(0)
+    page.get_by_label("Show", exact=True).select_option("true")
+    expect(page.get_by_role("link", name="e2e-long")).to_be_visible()
+    expect(page.get_by_role("link", name="e2e-night")).to_have_count(0)
+    ok("chat index: e2e-night among the active chats, the archived e2e-long only among the archived")
+    page.get_by_label("Show", exact=True).select_option("false")
+    expect(page.get_by_role("link", name="e2e-night")).to_be_visible()
     labelled(browser, "chat index")
     screenshots(browser, shots, "chats")
-    readable_at_narrow_width(browser, "chat index")
 
     # Audit: the send is there, the chain verifies, the export downloads.
     page.get_by_role("link", name="Audit", exact=True).click()
     page.get_by_label("Action", exact=True).select_option("chat.send")
     page.get_by_label("Target", exact=True).fill("chat:e2e-night")
     page.get_by_role("button", name="Apply filters", exact=True).click()
-    expect(page.locator("tbody tr", has_text="chat.send")).to_have_count(3)
-    ok("audit: the three sends of e2e-night are in the trail")
+    expect(page.locator("tbody tr", has_text="chat.send")).to_have_count(4)
+    ok("audit: the four sends to e2e-night are in the trail")
+    page.get_by_label("Action", exact=True).select_option("")
+    page.get_by_label("Target", exact=True).fill("")
+    page.get_by_role("button", name="Apply filters", exact=True).click()
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(50)
+    newest = int(rows.first.locator("td").first.inner_text())
+    page.get_by_role("button", name="Next page of audit events", exact=True).click()
+    expect(rows.first.locator("td").first).to_have_text(str(newest - 50))
+    page.get_by_role("button", name="Previous page of audit events", exact=True).click()
+    # Reading the trail is itself audited, so the first page now starts at a newer event.
+    expect(rows.first.locator("td").first).not_to_have_text(str(newest - 50))
+    check(int(rows.first.locator("td").first.inner_text()) >= newest,
+          f"audit: paging forward and back through the trail (head #{newest})")
     page.get_by_role("button", name="Verify chain", exact=True).click()
     expect(page.locator("#main").get_by_text(re.compile(r"^Chain valid"))).to_be_visible()
     ok("audit: the chain verifies")
@@ -349,8 +382,8 @@ def flow(browser, page, api, origin, shots):
 
     # Rate limits: the configured limits and the recent window.
     page.get_by_role("link", name="Rate limits").click()
-    expect(page.get_by_role("row", name=re.compile(r"Per chat 30 10"))).to_be_visible()
-    ok("rate limits: the configured limits are shown")
+    expect(page.get_by_role("row", name=re.compile(r"Per chat 600 100"))).to_be_visible()
+    ok("rate limits: the configured limits are shown (600/min, burst 100 per chat)")
     labelled(browser, "rate limits")
     screenshots(browser, shots, "rate-limits")
 
