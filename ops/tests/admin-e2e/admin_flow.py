@@ -398,6 +398,34 @@ def flow(browser, page, api, origin, shots):
     ok("signed out: a reload asks for a key again")
     check(browser.refusals > refusals_before, "signed out: the refusal was the service's 401")
 
+    # Other roles see only what they may use, and the service refuses the rest all the same.
+    for role, sections in (("operator", ["Chats"]), ("viewer", ["Overview", "Chats", "Rate limits"])):
+        status, created = api.call("POST", "/api/admin/keys", body={"name": f"e2e-{role}", "role": role})
+        if status != 201:
+            raise Failure(f"creating a {role} key: {status}")
+        page.get_by_label("API key", exact=True).fill(created["key"])
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        expect(page.locator("#session-role")).to_have_text(role)
+        shown = page.locator("#sections li:not([hidden]) a").all_inner_texts()
+        check(shown == sections, f"{role}: the sections shown are {shown}")
+        page.goto(f"{origin}/admin/#/keys")
+        expect(page.get_by_role("heading", name="API keys")).to_have_count(0)
+        page.goto(f"{origin}/admin/#/chats/e2e-night")
+        expect(page.get_by_role("heading", name="Night shift", level=1)).to_be_visible()
+        composer = page.get_by_label("Message", exact=True)
+        if role == "viewer":
+            expect(composer).to_have_count(0)
+            expect(page.get_by_role("button", name="Archive chat", exact=True)).to_have_count(0)
+        else:
+            expect(composer).to_be_visible()
+        csrf = {"X-Requested-With": "sofiia-console"}
+        keys = page.request.get(f"{origin}/api/admin/keys")
+        run = page.request.post(f"{origin}/api/admin/retention/run", data={"dry_run": True}, headers=csrf)
+        check(keys.status == 403 and run.status == 403,
+              f"{role}: the keys page is not offered and the service refuses keys ({keys.status}) and retention ({run.status})")
+        page.get_by_role("button", name="Log out", exact=True).click()
+        expect(page.get_by_label("API key", exact=True)).to_be_visible()
+
     check(browser.foreign == [], f"no request left the origin {browser.foreign}")
     check(browser.exceptions == [], f"no uncaught exception {browser.exceptions}")
     check(browser.console_errors == [], f"no console error {browser.console_errors}")
