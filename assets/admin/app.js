@@ -20,6 +20,9 @@ const session = document.getElementById('session');
 
 let me = null;
 let leavePage = () => {};
+// Which call of `show` is current: a page still loading when another is asked for renders into
+// a detached element and is closed as soon as it is ready.
+let turn = 0;
 
 function can(permission) {
   return me !== null && allows(me.role, permission);
@@ -35,7 +38,9 @@ function firstAllowedPage() {
   return Object.keys(PAGES).find((name) => can(PAGE_NEEDS[name]));
 }
 
-async function show() {
+async function show({ focus = false } = {}) {
+  turn += 1;
+  const mine = turn;
   leavePage();
   leavePage = () => {};
   if (me === null) {
@@ -53,14 +58,23 @@ async function show() {
     rest = [];
   }
   for (const link of sections.querySelectorAll('a[data-page]')) {
-    if (link.dataset.page === page) link.setAttribute('aria-current', 'page');
-    else link.removeAttribute('aria-current');
+    if (link.dataset.page === page) {
+      link.setAttribute('aria-current', 'page');
+      document.title = `${link.textContent} · sofiia-console`;
+    } else {
+      link.removeAttribute('aria-current');
+    }
   }
-  main.replaceChildren();
-  leavePage = (await PAGES[page].render(main, { can, me, rest })) ?? (() => {});
+  const view = document.createElement('div');
+  main.replaceChildren(view);
+  if (focus) main.focus();
+  const leave = (await PAGES[page].render(view, { can, me, rest })) ?? (() => {});
+  if (mine === turn) leavePage = leave;
+  else leave();
 }
 
 function showSignedOut(message) {
+  document.title = 'Sign in · sofiia-console';
   sections.hidden = true;
   session.hidden = true;
   main.replaceChildren();
@@ -85,6 +99,7 @@ async function signedIn(who) {
 }
 
 function signedOut(message) {
+  turn += 1;
   leavePage();
   leavePage = () => {};
   me = null;
@@ -111,7 +126,7 @@ whenUnauthorized(() => {
 });
 
 window.addEventListener('hashchange', () => {
-  if (window.location.hash.startsWith('#/')) show();
+  if (window.location.hash.startsWith('#/')) show({ focus: true });
 });
 
 async function start() {
