@@ -102,10 +102,11 @@ export function statusBadge(status) {
   return el('span', { class: `status status-${status}` }, status);
 }
 
+/** A table in a scrolling region that keyboard users can reach and scroll on a narrow screen. */
 export function table(caption, headings, rows) {
   return el(
     'div',
-    { class: 'table-wrap' },
+    { class: 'table-wrap', role: 'region', tabindex: '0', 'aria-label': caption },
     el(
       'table',
       {},

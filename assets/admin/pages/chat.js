@@ -57,17 +57,22 @@ export async function render(main, { can, chatId }) {
     main.append(el('div', { class: 'actions' }, archive));
   }
 
-  const add = (message, where) => {
-    if (shown.has(message.id)) return;
+  // The send answer and the chat's stream both bring new messages, in either order: each is
+  // shown once, in `seq` order. The answer does not say the degraded note's `seq`; it is shown
+  // after the operator's message until the stream (or a reload) brings its place.
+  const add = (message) => {
+    const known = shown.get(message.id);
+    if (known && (Number(known.dataset.seq) === message.seq || !Number.isInteger(message.seq))) return;
+    known?.remove();
     const item = showMessage(message);
     shown.set(message.id, item);
-    if (where === 'start') list.prepend(item);
-    else list.append(item);
+    const later = Array.from(list.children).find((other) => Number(other.dataset.seq) > message.seq);
+    list.insertBefore(item, later ?? null);
   };
   const loadOlder = async () => {
     try {
       const page = await get(`${base}/messages`, { order: 'desc', limit: PAGE_SIZE, cursor: olderCursor });
-      for (const message of page.items) add(message, 'start');
+      for (const message of page.items) add(message);
       olderCursor = page.next_cursor;
       older.hidden = !olderCursor;
     } catch (error) {
@@ -88,15 +93,15 @@ export async function render(main, { can, chatId }) {
     await loadOlder();
   };
   const stream = subscribe(`${base}/events`, {
-    'message.created': (message) => add(message, 'end'),
+    'message.created': (message) => add(message),
     reset: reload,
   });
 
   if (can('write-chats')) main.append(composer(chatId, (answer) => {
-    add(answer.message, 'end');
-    if (answer.reply) add(answer.reply, 'end');
+    add(answer.message);
+    if (answer.reply) add(answer.reply);
     if (answer.degraded) {
-      add({ id: answer.degraded.message_id, seq: answer.message.seq + 1, ts_ms: answer.message.ts_ms, role: 'system', author: 'system', text: answer.degraded.message, reason_code: answer.degraded.reason_code }, 'end');
+      add({ id: answer.degraded.message_id, seq: answer.message.seq + 0.5, ts_ms: answer.message.ts_ms, role: 'system', author: 'system', text: answer.degraded.message, reason_code: answer.degraded.reason_code });
     }
   }));
   return () => stream.close();
@@ -106,14 +111,14 @@ function showMessage(message) {
   const degraded = message.role === 'system' && message.reason_code;
   return el(
     'li',
-    { class: `message ${degraded ? 'degraded' : message.role}`, 'data-message-id': message.id },
+    { class: `message ${degraded ? 'degraded' : message.role}`, 'data-message-id': message.id, 'data-seq': message.seq },
     el(
       'header',
       {},
       el('span', {}, degraded ? `No agent reply (${message.reason_code})` : message.role),
       el('span', {}, message.author),
       message.node ? el('span', {}, `node ${message.node}${message.model ? ` · ${message.model}` : ''}`) : null,
-      el('span', {}, `#${message.seq}`),
+      Number.isInteger(message.seq) ? el('span', {}, `#${message.seq}`) : null,
       el('time', { datetime: new Date(message.ts_ms).toISOString() }, time(message.ts_ms)),
     ),
     el('p', {}, message.text),

@@ -283,6 +283,10 @@ def flow(browser, page, api, origin, shots):
     api.call("POST", "/api/chats/e2e-night/send", body={"text": "sent from a script"})
     expect(page.locator(".message.operator", has_text="sent from a script")).to_have_count(1)
     ok("live: a message sent elsewhere appears in the open chat")
+    page.wait_for_function("[...document.querySelectorAll('.message')].every((m) => Number.isInteger(Number(m.dataset.seq)))")
+    shown = page.evaluate("[...document.querySelectorAll('.message')].map((m) => Number(m.dataset.seq))")
+    stored = [m["seq"] for m in api.messages("e2e-night")]
+    check(shown == stored, f"chat view: every stored message shown once, in order {shown}")
 
     # A long chat: the view pages back through its history; archived, it moves to the other list.
     for n in range(30):
