@@ -44,6 +44,7 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/livez", Anyone, StatusCode::OK),
         route(Method::GET, "/api/health", Anyone, StatusCode::OK),
         route(Method::GET, "/metrics", Anyone, StatusCode::OK),
+        route(Method::GET, "/admin/", Anyone, StatusCode::OK),
         route(Method::POST, "/api/auth/login", Anyone, StatusCode::OK),
         route(
             Method::POST,
