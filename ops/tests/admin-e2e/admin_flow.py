@@ -209,9 +209,10 @@ def flow(browser, page, api, origin, shots):
     expect(page.get_by_role("alert")).to_contain_text("not accepted")
     ok("a wrong key is refused")
 
-    # Keyboard only: type the key, Tab to the button, Enter.
-    key_input.fill("")
-    key_input.focus()
+    # Keyboard only, from a fresh load: the key box has the focus; type, Tab to the button, Enter.
+    page.goto(f"{origin}/admin/")
+    expect(key_input).to_be_focused()
+    ok("keyboard: the key box has the focus on arrival")
     page.keyboard.type(api.key)
     check(tab_to(page, "button[type=submit]"), "keyboard: Tab reaches Sign in")
     page.keyboard.press("Enter")
@@ -268,12 +269,13 @@ def flow(browser, page, api, origin, shots):
     # The page shows the network error it saw; that is an expected console line, not a defect.
     browser.console_errors = [e for e in browser.console_errors if "ERR_FAILED" not in e]
 
-    # Keyboard only: Tab to the composer, type, Tab to Send, Enter.
-    page.locator("#main").focus()
+    # Keyboard only, from wherever the focus is: Tab to the composer, type, Tab to Send, Enter.
     check(tab_to(page, "textarea[name=text]"), "keyboard: Tab reaches the message box")
     page.keyboard.type("sent by keyboard")
     page.keyboard.press("Tab")
     check(page.evaluate("document.activeElement.textContent") == "Send", "keyboard: Tab moves on to Send")
+    outline = page.evaluate("(() => { const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth]; })()")
+    check(outline[0] != "none" and outline[1] != "0px", f"keyboard: the focused button shows a focus ring {outline}")
     page.keyboard.press("Enter")
     expect(page.locator(".message.operator", has_text="sent by keyboard")).to_have_count(1)
     ok("keyboard: the message was sent and shown")
