@@ -29,10 +29,11 @@ export function render(main, { onSignedIn, message }) {
       submit.disabled = false;
     }
   });
+  const said = message ? [el('p', { class: 'notice ok', role: 'status' }, message)] : [];
   main.append(
     el('h1', { id: 'login-title' }, 'Sign in'),
     el('p', { class: 'muted' }, 'Sign in with an API key. The key is exchanged for a session and not stored by this page.'),
-    message ? el('p', { class: 'notice ok', role: 'status' }, message) : null,
+    ...said,
     form,
     status,
   );

@@ -199,6 +199,9 @@ def flow(browser, page, api, origin, shots):
     page.goto(f"{origin}/admin/")
     key_input = page.get_by_label("API key", exact=True)
     expect(key_input).to_be_visible()
+    expect(page.locator("#session")).to_be_hidden()
+    expect(page.locator("#sections")).to_be_hidden()
+    check("null" not in page.locator("#main").inner_text(), "signed out: nothing but the sign-in form")
     ok("signed out, the page asks for an API key")
     labelled(browser, "login")
     screenshots(browser, shots, "login", dark=True)
@@ -397,6 +400,8 @@ def flow(browser, page, api, origin, shots):
     refusals_before = browser.refusals
     page.get_by_role("button", name="Log out", exact=True).click()
     expect(page.get_by_label("API key", exact=True)).to_be_visible()
+    expect(page.locator("#session")).to_be_hidden()
+    expect(page.locator("#main")).to_contain_text("You are signed out.")
     answer = page.request.get(f"{origin}/api/auth/me")
     check(answer.status == 401, "signed out: the browser's session is refused")
     page.reload()
