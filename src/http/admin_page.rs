@@ -1,23 +1,23 @@
 //! The embedded admin page (SPEC §12): the files under `assets/admin/`, compiled into the binary
 //! and served under `/admin/`.
 //!
-//! Caching without a build step: at start-up the server hashes every asset together into one
-//! bundle hash and serves the assets under `/admin/assets/<bundle-hash>/<name>`, where their
-//! content can never change, so they are `immutable` for a year. The HTML shell names them
+//! Caching without a build step: when the page is first asked for, the server hashes every asset
+//! together into one bundle hash and serves the assets under `/admin/assets/<bundle-hash>/<name>`,
+//! where their content can never change, so they are `immutable` for a year. The HTML shell names them
 //! through the `%ASSETS%` placeholder, filled in with that prefix, and is served `no-cache`: it is
 //! the one URL that stays put, and an `ETag` makes its revalidation cheap. One hash for the whole
 //! bundle keeps the modules' relative imports (`./api.js`) working, at the price of the browser
 //! fetching every asset again after any change — a few dozen KiB on an appliance's LAN.
 //!
-//! Each file is gzipped once at start-up, kept only when smaller, and served to clients that
-//! accept it (`Vary: Accept-Encoding`); each representation has its own strong `ETag`.
+//! Each file is gzipped once, at the same time, kept only when smaller, and served to clients
+//! that accept it (`Vary: Accept-Encoding`); each representation has its own strong `ETag`.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::OnceLock;
 
 use axum::Router;
-use axum::extract::{Extension, Path};
+use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -41,14 +41,25 @@ const REVALIDATE: &str = "no-cache";
 /// Hex digits of the bundle hash in asset URLs: 64 bits tell builds apart.
 const HASH_CHARS: usize = 16;
 
-/// The `/admin` routes, with the page prepared once.
+/// The `/admin` routes.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    let page = Arc::new(AdminPage::load());
     Router::new()
         .route("/admin", get(|| async { Redirect::permanent("/admin/") }))
         .route("/admin/", get(shell))
         .route("/admin/assets/{bundle}/{*name}", get(asset))
-        .layer(Extension(page))
+}
+
+/// The page, prepared when it is first asked for: hashing and compressing the files costs
+/// milliseconds of CPU that start-up (SPEC §14) and a service nobody opens the page on need not
+/// pay. The work runs off the async workers.
+async fn page() -> &'static AdminPage {
+    static PAGE: OnceLock<AdminPage> = OnceLock::new();
+    if let Some(page) = PAGE.get() {
+        return page;
+    }
+    // Should the blocking pool be unavailable, the request prepares the page itself.
+    let _ = tokio::task::spawn_blocking(|| PAGE.get_or_init(AdminPage::load).bundle.len()).await;
+    PAGE.get_or_init(AdminPage::load)
 }
 
 /// One file as served: its body, and its gzipped body when that is smaller.
@@ -157,17 +168,17 @@ impl Served {
     }
 }
 
-async fn shell(Extension(page): Extension<Arc<AdminPage>>, headers: HeaderMap) -> Response {
-    page.shell.respond(&headers)
+async fn shell(headers: HeaderMap) -> Response {
+    page().await.shell.respond(&headers)
 }
 
 /// An asset of this build; a name under another build's hash is not found, never answered with
 /// this build's content, which would then be cached as immutable under the old URL.
 async fn asset(
-    Extension(page): Extension<Arc<AdminPage>>,
     Path((bundle, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let page = page().await;
     match page.assets.get(&name) {
         Some(served) if bundle == page.bundle => Ok(served.respond(&headers)),
         _ => Err(ApiError::not_found("no such asset")),
