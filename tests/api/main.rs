@@ -15,6 +15,7 @@ mod errors;
 mod event_stream;
 mod evidence;
 mod fake_node;
+mod file_layout;
 mod hardening;
 mod health;
 mod helpers;
