@@ -327,7 +327,11 @@ impl Store {
         tokio::spawn(async move {
             let ends = tokio::time::Instant::now() + limits.total;
             let range = store.read(|txn| export_range(txn, since_ms, until_ms));
-            let (mut from, until, mut lead) = match range {
+            let ExportRange {
+                mut from,
+                until,
+                mut lead,
+            } = match range {
                 Ok(Some(range)) => range,
                 Ok(None) => return,
                 Err(error) => {
@@ -375,14 +379,20 @@ pub struct StreamLimits {
     pub total: std::time::Duration,
 }
 
-/// The inclusive `seq` range of an export (`None`: no event in it), and its first line when the
-/// range starts right after the chain checkpoint: the checkpoint, which lets the export be
-/// verified on its own.
+/// What an export holds: the events `from..=until`, after `lead` when the range starts right
+/// after the chain checkpoint: the checkpoint, which lets the export be verified on its own.
+struct ExportRange {
+    from: u64,
+    until: u64,
+    lead: Option<Vec<u8>>,
+}
+
+/// The export's range; `None` when no event falls in it.
 fn export_range(
     txn: &ReadTransaction,
     since_ms: Option<u64>,
     until_ms: Option<u64>,
-) -> Result<Option<(u64, u64, Option<Vec<u8>>)>, StoreError> {
+) -> Result<Option<ExportRange>, StoreError> {
     let Some((first, last)) = kept_chain(txn)? else {
         return Ok(None);
     };
@@ -395,7 +405,7 @@ fn export_range(
     let lead = checkpoint
         .filter(|c| from == c.seq + 1)
         .map(|c| checkpoint_line(&c));
-    Ok(Some((from, until, lead)))
+    Ok(Some(ExportRange { from, until, lead }))
 }
 
 /// The NDJSON lines of events in `from..=until`, up to about `EXPORT_CHUNK_BYTES`, and the
