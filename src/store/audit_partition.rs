@@ -327,15 +327,12 @@ mod tests {
         let partition = Partition::of(5 << PARTITION_BITS);
         let names = partition.names();
         assert_eq!(parse(names.events().name()), Some((partition, None)));
-        for position in 0..4 {
+        for (position, (_, reported)) in INDEXES.iter().enumerate() {
             assert_eq!(
                 parse(names.index(position).name()),
                 Some((partition, Some(position)))
             );
-            assert_eq!(
-                reported_name(names.index(position).name()),
-                INDEXES[position].1
-            );
+            assert_eq!(reported_name(names.index(position).name()), *reported);
         }
         assert_eq!(reported_name(names.events().name()), EVENTS_NAME);
         assert_eq!(reported_name("messages"), "messages");

@@ -29,7 +29,6 @@ const ADMIN_TOKEN: &str = "audit-admin-token-3e8b1f6d2c9a4e7b";
 const SERVICE: &str = "service:sofiia-console";
 const ANONYMOUS: &str = "anonymous:-";
 const LOCALHOST: &str = "127.0.0.1";
-/// seq → versioned postcard envelope of the event.
 
 // ---- reading the trail ----
 
