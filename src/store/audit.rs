@@ -9,16 +9,18 @@
 //! *checkpoint* in `meta`, in the same transaction: verification and exports then start from the
 //! checkpoint, and the chain from there to the head is as provable as a whole one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
-use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, WriteTransaction};
+use redb::{
+    ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::audit_partition::{
-    Events, IndexKey, Partition, PartitionTables, clip, index_name, open_read, stored_events,
-    stored_partitions,
+    Events, IndexEntries, IndexKey, Partition, PartitionTables, clip, index_name, open_read,
+    stored_events, stored_partitions,
 };
 use super::batch::{AUDIT_HEAD_KEY, WriteTables};
 use super::codec;
@@ -214,8 +216,8 @@ pub(super) fn prune(
     let whole_partition_old =
         last_in_partition == partition.end() - 1 && final_event.ts_ms < before_ms;
     let (last_removed, more) = if whole_partition_old {
+        tally.deleted = tables.events.len()?;
         t.drop_audit_partition(partition)?;
-        tally.deleted = partition.end() - first;
         (final_event, last >= partition.end())
     } else {
         let ts_of = |seq: u64| Ok(codec::get::<_, Event>(&tables.events, seq)?.map(|e| e.ts_ms));
@@ -487,7 +489,7 @@ fn page(
         }
         return Ok(found);
     };
-    let mut lookups = IndexLookups::new(txn);
+    let mut lookups = IndexEntries::new(txn);
     'walk: for seq in IndexWalk::new(txn, *walked, value, span, Direction::Newest) {
         let seq = seq?;
         for (position, value) in others {
@@ -546,36 +548,6 @@ struct SeqSpan {
 enum Direction {
     Oldest,
     Newest,
-}
-
-/// Point lookups in the partition indexes of a read transaction, each table opened once.
-struct IndexLookups<'t> {
-    txn: &'t ReadTransaction,
-    open: BTreeMap<(usize, Partition), Option<ReadOnlyTable<IndexKey<'static>, ()>>>,
-}
-
-impl<'t> IndexLookups<'t> {
-    fn new(txn: &'t ReadTransaction) -> Self {
-        Self {
-            txn,
-            open: BTreeMap::new(),
-        }
-    }
-
-    /// Whether index `position` holds `value` for the event `seq`.
-    fn contains(&mut self, position: usize, value: &str, seq: u64) -> Result<bool, StoreError> {
-        let partition = Partition::of(seq);
-        let table = match self.open.entry((position, partition)) {
-            std::collections::btree_map::Entry::Occupied(open) => open.into_mut(),
-            std::collections::btree_map::Entry::Vacant(slot) => {
-                slot.insert(open_read(self.txn, partition.names().index(position))?)
-            }
-        };
-        match table {
-            Some(table) => Ok(table.get((value, seq))?.is_some()),
-            None => Ok(false),
-        }
-    }
 }
 
 /// The `seq`s of one value's entries in an index within a span, oldest or newest first, read

@@ -13,6 +13,7 @@
 //! The chain is gapless from the first kept event (right after the checkpoint in `meta`) to the
 //! head in `meta`, so those two records say which partitions hold events without listing tables.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound::{self, Excluded, Included, Unbounded};
 
@@ -263,6 +264,36 @@ impl Iterator for EventRange<'_, '_> {
                 Ok(false) => return None,
                 Err(error) => return Some(Err(error)),
             }
+        }
+    }
+}
+
+/// Point lookups in the index tables of a read transaction, each table opened once.
+pub struct IndexEntries<'t> {
+    txn: &'t ReadTransaction,
+    open: BTreeMap<(usize, Partition), Option<ReadOnlyTable<IndexKey<'static>, ()>>>,
+}
+
+impl<'t> IndexEntries<'t> {
+    pub fn new(txn: &'t ReadTransaction) -> Self {
+        Self {
+            txn,
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// Whether index `position` holds `value` for the event `seq`.
+    pub fn contains(&mut self, position: usize, value: &str, seq: u64) -> Result<bool, StoreError> {
+        let partition = Partition::of(seq);
+        let table = match self.open.entry((position, partition)) {
+            Entry::Occupied(open) => open.into_mut(),
+            Entry::Vacant(slot) => {
+                slot.insert(open_read(self.txn, partition.names().index(position))?)
+            }
+        };
+        match table {
+            Some(table) => Ok(table.get((value, seq))?.is_some()),
+            None => Ok(false),
         }
     }
 }

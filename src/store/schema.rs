@@ -15,7 +15,7 @@ use super::{OpenError, StoreError};
 ///
 /// 2: the retention job log, the audit chain checkpoint, and the `retention.*` audit actions. A
 /// version-1 binary could not read a pruned chain or the new actions, so it must refuse the file.
-/// 3: audit index keys lead with a bucket of `seq` (`tables::audit_index_key`).
+/// 3: audit index keys lead with a bucket of `seq` (`tables::BUCKETED_AUDIT_INDEXES`).
 /// 4: the `backup.create` audit action, which a version-3 binary could not read.
 /// 5: the `backup.restore` audit action, likewise.
 /// 6: the audit trail in partitions of `seq`s (`audit_partition`), which a version-5 binary

@@ -1,12 +1,14 @@
 //! Process lifecycle: start-up guards (schema version, configuration) and graceful shutdown.
 
+use std::path::{Path, PathBuf};
+
 use redb::{
     Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
 };
 use reqwest::StatusCode;
 
 use crate::file_layout::{audit_events, audit_index};
-use crate::helpers::{expect_json, serve_until_exit, spawn_app};
+use crate::helpers::{StoppedApp, expect_json, serve_until_exit, spawn_app};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SCHEMA_VERSION: &str = "schema_version";
@@ -134,7 +136,7 @@ async fn assert_audit_migrated(app: &crate::helpers::TestApp, events_before: usi
 }
 
 /// The tables of schemas 1 to 5 are gone from the migrated file.
-fn assert_old_layout_dropped(db_path: &std::path::Path) {
+fn assert_old_layout_dropped(db_path: &Path) {
     let db = Database::open(db_path).expect("reopen the database");
     assert_eq!(stored_schema_version(&db), CURRENT_SCHEMA_VERSION);
     let txn = db.begin_read().expect("read");
@@ -158,33 +160,44 @@ fn assert_old_layout_dropped(db_path: &std::path::Path) {
     }
 }
 
-/// A file of the first schema (no retention job log, all events in one table, audit indexes
-/// keyed `(value, seq)`) is brought forward at start-up, its data kept and its audit trail moved
-/// into partitions with indexes built from the events.
-#[tokio::test]
-async fn database_of_the_first_schema_is_migrated_forward() {
+/// A stopped server's file holding the chat `kept`, rewritten as schema `version` kept it: the
+/// version stamped, the audit trail in one table, and whatever else `change` does. Also returns
+/// the admin key and how many events there were.
+async fn written_by_schema(
+    version: u32,
+    change: impl FnOnce(&WriteTransaction),
+) -> (StoppedApp, PathBuf, String, usize) {
     let app = spawn_app().await;
     let key = app.admin_key.clone();
     let body = serde_json::json!({"id": "kept"});
     expect_json(app.create_chat(&key, &body).await, StatusCode::CREATED).await;
     let stopped = app.stop().await;
     let db_path = stopped.data_dir().join("sofiia.redb");
-    let events_before;
-    {
-        let db = Database::open(&db_path).expect("open the stopped server's database");
-        store_schema_version(&db, 1);
-        let txn = db.begin_write().expect("write");
+    let db = Database::open(&db_path).expect("open the stopped server's database");
+    store_schema_version(&db, version);
+    let txn = db.begin_write().expect("write");
+    let events = unpartition_audit(&txn);
+    change(&txn);
+    txn.commit().expect("commit");
+    (stopped, db_path, key, events)
+}
+
+/// A file of the first schema (no retention job log, all events in one table, audit indexes
+/// keyed `(value, seq)`) is brought forward at start-up, its data kept and its audit trail moved
+/// into partitions with indexes built from the events.
+#[tokio::test]
+async fn database_of_the_first_schema_is_migrated_forward() {
+    let (stopped, db_path, key, events_before) = written_by_schema(1, |txn| {
         let runs: TableDefinition<u64, &[u8]> = TableDefinition::new("retention_runs");
         assert!(txn.delete_table(runs).expect("delete"), "the table existed");
-        events_before = unpartition_audit(&txn);
         // The first schema's index, holding what the version-1 binary wrote for the events.
         let legacy: TableDefinition<(&str, u64), ()> = TableDefinition::new("audit_by_target");
         txn.open_table(legacy)
             .expect("legacy table")
             .insert(("chat:kept", 2), ())
             .expect("insert");
-        txn.commit().expect("commit");
-    }
+    })
+    .await;
 
     let app = stopped.start(&[]).await;
 
@@ -205,18 +218,7 @@ async fn database_of_the_first_schema_is_migrated_forward() {
 /// its audit trail moved into partitions at start-up.
 #[tokio::test]
 async fn database_of_schema_five_has_its_audit_trail_partitioned() {
-    let app = spawn_app().await;
-    let key = app.admin_key.clone();
-    let body = serde_json::json!({"id": "kept"});
-    expect_json(app.create_chat(&key, &body).await, StatusCode::CREATED).await;
-    let stopped = app.stop().await;
-    let db_path = stopped.data_dir().join("sofiia.redb");
-    let events_before;
-    {
-        let db = Database::open(&db_path).expect("open the stopped server's database");
-        store_schema_version(&db, 5);
-        let txn = db.begin_write().expect("write");
-        events_before = unpartition_audit(&txn);
+    let (stopped, db_path, _, events_before) = written_by_schema(5, |txn| {
         // Schema 5's bucketed index, with an entry the migration must not carry over.
         let bucketed: TableDefinition<(u64, &str, u64), ()> =
             TableDefinition::new("audit_action_index");
@@ -224,8 +226,8 @@ async fn database_of_schema_five_has_its_audit_trail_partitioned() {
             .expect("bucketed table")
             .insert((0, "service.start", 3), ())
             .expect("insert");
-        txn.commit().expect("commit");
-    }
+    })
+    .await;
 
     let app = stopped.start(&[]).await;
 
