@@ -20,6 +20,7 @@ mod health;
 mod helpers;
 mod logs;
 mod metrics;
+mod openapi;
 mod paging;
 mod preflight;
 mod rate_limits;
