@@ -63,7 +63,7 @@ impl Contract {
             "{label}: status not documented; body: {}",
             response.text().await.unwrap_or_default()
         );
-        self.check_headers(&label, &documented, &headers);
+        self.check_headers(&label, documented, &headers);
         let content_type = headers
             .get(CONTENT_TYPE)
             .map(|v| v.to_str().expect("an ASCII content type").to_owned());
