@@ -235,6 +235,7 @@ async fn every_operation_answers_as_documented() {
         // A third send to one chat within the minute is refused: a cheap 429.
         ("SOFIIA_RATE_LIMIT__CHAT__BURST", "2"),
         ("SOFIIA_RATE_LIMIT__CHAT__PER_MINUTE", "1"),
+        // The last steps lock this address out with a few wrong keys.
         ("SOFIIA_AUTH__LOCKOUT_FAILURES", "3"),
     ];
     let app = spawn_app_with(&env).await;
