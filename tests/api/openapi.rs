@@ -6,20 +6,23 @@
 //! given for that status. A test ends by asserting that it drove every documented operation to
 //! a success, so an operation added to the document without a case here fails it too.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use jsonschema::{Draft, Validator};
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{IDEMPOTENCY_KEY, TestApp, spawn_app_with};
+use crate::fake_node::{Behaviour, FakeNode, node};
+use crate::helpers::{IDEMPOTENCY_KEY, TestApp, spawn_app_with, spawn_app_with_config};
 
 /// The document, and what was checked against it.
 struct Contract {
     document: Value,
     /// `(METHOD, path template)` of the operations that answered with a success.
-    succeeded: BTreeSet<(String, String)>,
+    succeeded: RefCell<BTreeSet<(String, String)>>,
 }
 
 /// A checked response: its status, headers and body.
@@ -35,9 +38,9 @@ impl Contract {
         let response = app.get_anonymous("/api/openapi.json").await;
         assert_eq!(response.status(), StatusCode::OK);
         let text = response.text().await.expect("the document");
-        let mut contract = Contract {
+        let contract = Contract {
             document: serde_json::from_str(&text).expect("the document is JSON"),
-            succeeded: BTreeSet::new(),
+            succeeded: RefCell::new(BTreeSet::new()),
         };
         let request = app.request(Method::GET, "/api/openapi.json");
         contract
@@ -47,7 +50,7 @@ impl Contract {
     }
 
     /// Sends `request`, an instance of the operation `method template`, and checks its answer.
-    async fn check(&mut self, method: Method, template: &str, request: RequestBuilder) -> Checked {
+    async fn check(&self, method: Method, template: &str, request: RequestBuilder) -> Checked {
         let response = request.send().await.expect("failed to execute request");
         let status = response.status();
         let headers = response.headers().clone();
@@ -90,6 +93,7 @@ impl Contract {
         };
         if status.is_success() {
             self.succeeded
+                .borrow_mut()
                 .insert((method.to_string(), template.to_owned()));
         }
         Checked {
@@ -213,7 +217,8 @@ impl Contract {
                     .collect::<Vec<_>>()
             })
             .collect();
-        let missing: Vec<_> = documented.difference(&self.succeeded).collect();
+        let succeeded = self.succeeded.borrow();
+        let missing: Vec<_> = documented.difference(&succeeded).collect();
         assert!(missing.is_empty(), "never driven to a success: {missing:?}");
     }
 }
@@ -240,8 +245,8 @@ async fn every_operation_answers_as_documented() {
     ];
     let app = spawn_app_with(&env).await;
     let admin = app.admin_key.clone();
-    let mut contract = Contract::load(&app).await;
-    let c = &mut contract;
+    let contract = Contract::load(&app).await;
+    let c = &contract;
     let get = |path: &str| app.request(Method::GET, path);
     let get_as = |path: &str, key: &str| app.request(Method::GET, path).bearer_auth(key);
     let post_as = |path: &str, key: &str, body: &Value| {
@@ -261,7 +266,7 @@ async fn every_operation_answers_as_documented() {
 
     // Keys.
     let keys = "/api/admin/keys";
-    let mut new_key = async |role: &str| {
+    let new_key = async |role: &str| {
         let body = json!({ "name": format!("{role} key"), "role": role });
         let created = c
             .check(Method::POST, keys, post_as(keys, &admin, &body))
@@ -758,4 +763,40 @@ async fn every_operation_answers_as_documented() {
     assert_answer(&locked, StatusCode::TOO_MANY_REQUESTS, Some("auth_locked"));
 
     contract.assert_every_operation_succeeded();
+}
+
+/// A send the agent answers, and a retry that finds its key still in progress: the answers
+/// that need an agent node, which the walk above runs without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_with_an_agent_answer_as_documented() {
+    // Slow enough for a retry to find the first request waiting for the agent, and for the
+    // retry's own wait to run out.
+    let agent = FakeNode::start(Behaviour::Slow(Duration::from_millis(800))).await;
+    let config = format!(
+        "[idempotency]\nwait_ms = 100\n{}",
+        node("n", &agent.url, "timeout_ms = 5000")
+    );
+    let app = spawn_app_with_config(&config, &[]).await;
+    let contract = Contract::load(&app).await;
+    let send = "/api/chats/{id}/send";
+    let request = || {
+        app.request(Method::POST, "/api/chats/answered/send")
+            .bearer_auth(&app.admin_key)
+            .header(IDEMPOTENCY_KEY, "k-1")
+            .json(&json!({ "text": "hello" }))
+    };
+
+    let retry = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        contract.check(Method::POST, send, request()).await
+    };
+    let (answered, retried) = tokio::join!(contract.check(Method::POST, send, request()), retry);
+
+    assert_answer(&answered, StatusCode::OK, None);
+    assert_eq!(answered.body["reply"]["node"], "n", "{}", answered.body);
+    assert_answer(
+        &retried,
+        StatusCode::CONFLICT,
+        Some("idempotency_in_progress"),
+    );
 }
