@@ -21,6 +21,7 @@ mod health;
 mod helpers;
 mod logs;
 mod metrics;
+mod openapi;
 mod paging;
 mod preflight;
 mod rate_limits;
