@@ -73,7 +73,8 @@ impl Application {
         failpoints::init_from_env();
         let clock = Clock::from_env();
         prepare_data_dir(&config.data_dir)?;
-        let (store, writer) = Store::open(&config.database_path())?;
+        let (store, writer) =
+            supervisor::extending_start_timeout(|| Store::open(&config.database_path()))?;
         let console = Console::open(store, clock, &config, config.admin_token()?)?;
         console
             .store

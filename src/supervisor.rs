@@ -1,16 +1,49 @@
 //! The service manager's view of the process (systemd's `Type=notify`, `sd_notify(3)`):
-//! `READY=1` once the database is open and the socket listens, `STOPPING=1` when a stop begins,
-//! and — when the unit sets `WatchdogSec=` — `WATCHDOG=1` pings sent only while the writer makes
+//! `EXTEND_TIMEOUT_USEC=` while the database opens (a migration can take minutes), `READY=1`
+//! once the database is open and the socket listens, `STOPPING=1` when a stop begins, and —
+//! when the unit sets `WatchdogSec=` — `WATCHDOG=1` pings sent only while the writer makes
 //! progress, so a writer stuck in storage lets the manager restart the service.
 //!
 //! Without `NOTIFY_SOCKET` (not under systemd) every message is a no-op.
 
 use std::sync::Weak;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 
 use crate::service::Console;
+
+/// Each start-timeout extension asks for this much more time…
+const START_EXTENSION: Duration = Duration::from_secs(30);
+/// …and one is sent this often while the database opens…
+const START_EXTENSION_EVERY: Duration = Duration::from_secs(10);
+/// …for at most this long: a start that has not opened its file by then is left to the unit's
+/// own timeout.
+const START_EXTENSION_LIMIT: Duration = Duration::from_secs(60 * 60);
+
+/// Runs `open` (opening the database, which migrates it in one transaction when its schema is
+/// older: about ten seconds per million audit events) while telling the service manager to
+/// extend the start timeout, so that the unit's `TimeoutStartSec=` bounds a start that hangs,
+/// not an upgrade of a large file; a start killed in the middle of its migration would roll it
+/// back and begin again, forever.
+pub fn extending_start_timeout<T>(open: impl FnOnce() -> T) -> T {
+    let (opened, waiting) = mpsc::channel::<()>();
+    let extender = std::thread::spawn(move || {
+        let times = START_EXTENSION_LIMIT.as_secs() / START_EXTENSION_EVERY.as_secs();
+        for _ in 0..times {
+            let usec = u32::try_from(START_EXTENSION.as_micros()).unwrap_or(u32::MAX);
+            notify(&[NotifyState::ExtendTimeoutUsec(usec)]);
+            if waiting.recv_timeout(START_EXTENSION_EVERY) != Err(RecvTimeoutError::Timeout) {
+                return;
+            }
+        }
+    });
+    let result = open();
+    drop(opened);
+    let _ = extender.join();
+    result
+}
 
 pub fn ready() {
     notify(&[NotifyState::Ready]);

@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodFilter, on};
 use axum::{Extension, Router};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -41,34 +42,9 @@ pub struct HttpPolicy {
 }
 
 pub fn router(console: Arc<Console>, policy: &HttpPolicy, exporter: Exporter) -> Router {
-    use routes::{audit, auth, backup, chats, events, health, keys, metrics, retention, send};
-    let routes = Router::new()
-        .route("/livez", get(health::livez))
-        .route("/api/health", get(health::health))
-        .route(
-            "/metrics",
-            get(metrics::scrape).layer(Extension(Arc::new(exporter))),
-        )
-        .route("/api/auth/login", post(auth::login))
-        .route("/api/auth/logout", post(auth::logout))
-        .route("/api/auth/me", get(auth::me))
-        .route("/api/chats", get(chats::list).post(chats::create))
-        .route("/api/chats/{id}", get(chats::read).patch(chats::update))
-        .route("/api/chats/{id}/messages", get(chats::messages))
-        .route("/api/chats/{id}/send", post(send::send))
-        .route("/api/chats/{id}/events", get(events::chat_stream))
-        .route("/api/admin/events/stream", get(events::admin_stream))
-        .route("/api/admin/keys", get(keys::list).post(keys::create))
-        .route("/api/admin/keys/{id}", delete(keys::revoke))
-        .route("/api/admin/system/health", get(health::system))
-        .route("/api/admin/backup", post(backup::create))
-        .route("/api/admin/backups", get(backup::list))
-        .route("/api/admin/retention/run", post(retention::run))
-        .route("/api/admin/retention/runs", get(retention::runs))
-        .route("/api/admin/retention/runs/{id}", get(retention::run_entry))
-        .route("/api/audit", get(audit::list))
-        .route("/api/audit/verify", get(audit::verify))
-        .route("/api/audit/export", get(audit::export))
+    let Served(routes) = api(Served(Router::new()));
+    let routes = routes
+        .layer(Extension(Arc::new(exporter)))
         .merge(admin_page::routes())
         .fallback(|| async { ApiError::not_found("no such resource") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
@@ -91,6 +67,98 @@ pub fn router(console: Arc<Console>, policy: &HttpPolicy, exporter: Exporter) ->
             middleware::observe,
         ))
         .with_state(console)
+}
+
+/// Every API route: one list, from which both the router (`Served`) and its table
+/// (`route_table`) are built, so the OpenAPI document can be held to the routes really served.
+fn api<R: Routes>(routes: R) -> R {
+    use routes::{audit, auth, backup, chats, events, health, keys, metrics, openapi};
+    use routes::{retention, send};
+    routes
+        .get("/livez", health::livez)
+        .get("/api/health", health::health)
+        .get("/metrics", metrics::scrape)
+        .get("/api/openapi.json", openapi::document)
+        .post("/api/auth/login", auth::login)
+        .post("/api/auth/logout", auth::logout)
+        .get("/api/auth/me", auth::me)
+        .get("/api/chats", chats::list)
+        .post("/api/chats", chats::create)
+        .get("/api/chats/{id}", chats::read)
+        .patch("/api/chats/{id}", chats::update)
+        .get("/api/chats/{id}/messages", chats::messages)
+        .post("/api/chats/{id}/send", send::send)
+        .get("/api/chats/{id}/events", events::chat_stream)
+        .get("/api/admin/events/stream", events::admin_stream)
+        .get("/api/admin/keys", keys::list)
+        .post("/api/admin/keys", keys::create)
+        .delete("/api/admin/keys/{id}", keys::revoke)
+        .get("/api/admin/system/health", health::system)
+        .post("/api/admin/backup", backup::create)
+        .get("/api/admin/backups", backup::list)
+        .post("/api/admin/retention/run", retention::run)
+        .get("/api/admin/retention/runs", retention::runs)
+        .get("/api/admin/retention/runs/{id}", retention::run_entry)
+        .get("/api/audit", audit::list)
+        .get("/api/audit/verify", audit::verify)
+        .get("/api/audit/export", audit::export)
+}
+
+/// The method and path of every API route, as `api` lists them.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    api(Table(Vec::new())).0
+}
+
+/// What `api` builds: each route is given once, with its method both as a `Method` (for the
+/// table) and as a `MethodFilter` (for the router), so neither is derived from the other.
+trait Routes: Sized {
+    fn on<H, T>(self, method: Method, filter: MethodFilter, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, Arc<Console>>,
+        T: 'static;
+
+    fn get<H: Handler<T, Arc<Console>>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.on(Method::GET, MethodFilter::GET, path, h)
+    }
+
+    fn post<H: Handler<T, Arc<Console>>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.on(Method::POST, MethodFilter::POST, path, h)
+    }
+
+    fn patch<H: Handler<T, Arc<Console>>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.on(Method::PATCH, MethodFilter::PATCH, path, h)
+    }
+
+    fn delete<H: Handler<T, Arc<Console>>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.on(Method::DELETE, MethodFilter::DELETE, path, h)
+    }
+}
+
+/// The routes as served. axum merges the methods given for one path into one route.
+struct Served(Router<Arc<Console>>);
+
+impl Routes for Served {
+    fn on<H, T>(self, _: Method, filter: MethodFilter, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, Arc<Console>>,
+        T: 'static,
+    {
+        Served(self.0.route(path, on(filter, handler)))
+    }
+}
+
+/// The routes as a table.
+struct Table(Vec<(Method, &'static str)>);
+
+impl Routes for Table {
+    fn on<H, T>(mut self, method: Method, _: MethodFilter, path: &'static str, _: H) -> Self
+    where
+        H: Handler<T, Arc<Console>>,
+        T: 'static,
+    {
+        self.0.push((method, path));
+        self
+    }
 }
 
 /// Cross-origin access for the allow-listed origins only; with none listed there is no CORS

@@ -393,14 +393,18 @@ impl Console {
         let mut resume = Some(Resume::Start);
         let mut queued = VecDeque::new();
         let mut stopped = false;
+        // Rows removed beyond the batch size (a whole audit partition dropped at once), paid
+        // for before the next batch so that the ceiling on rows per second holds.
+        let mut excess = 0;
         loop {
             while !stopped && queued.len() < depth {
                 let Some(from) = resume.take() else { break };
                 tokio::select! {
                     biased;
                     _ = stopping.wait_for(|stop| *stop) => { stopped = true; break; }
-                    () = pacing.acquire(settings.batch_size) => {}
+                    () = pacing.acquire(settings.batch_size + excess) => {}
                 }
+                excess = 0;
                 let store = self.store.clone();
                 let (run_id, cutoffs, limit) = (run.id, run.cutoffs, settings.batch_size);
                 queued.push_back(tokio::spawn(async move {
@@ -414,6 +418,7 @@ impl Console {
                 return Ok(!stopped);
             };
             let pruned = batch.await.map_err(|_| ServiceError::Unavailable)??;
+            excess += (pruned.tally.deleted as usize).saturating_sub(settings.batch_size);
             metrics::counter!(monitoring::RETENTION_DELETED, "class" => class.as_str())
                 .increment(pruned.tally.deleted);
             resume = pruned.next;

@@ -7,7 +7,7 @@
 //! The read transaction is held for the whole copy (that is what makes it one snapshot): meanwhile
 //! pages freed by new commits are not reused, and compaction waits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -15,10 +15,11 @@ use redb::{
     Database, Durability, Key, ReadTransaction, ReadableTable, TableDefinition, TableHandle, Value,
 };
 
+use super::audit_partition::{reported_name, stored_partitions};
 use super::inspect::{InspectError, Inspection};
 use super::tables::{
-    API_KEYS, AUDIT, AUDIT_INDEXES, CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS,
-    MESSAGES, META, RATE_WINDOWS, RETENTION_RUNS, SESSIONS,
+    API_KEYS, CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META,
+    RATE_WINDOWS, RETENTION_RUNS, SESSIONS,
 };
 use super::{SCHEMA_VERSION, Store, StoreError};
 use crate::domain::audit::Verification;
@@ -125,14 +126,17 @@ impl Store {
     }
 }
 
-/// Copies every table of `txn` into a new database at `path`; rows per table.
+/// Copies every table of `txn` into a new database at `path`; rows per table, the audit
+/// partitions' summed under the names of what they hold.
 fn copy_snapshot(txn: &ReadTransaction, path: &Path) -> Result<BTreeMap<String, u64>, StoreError> {
     let target =
         Database::create(path).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
     let mut rows = BTreeMap::new();
+    let mut tables = BTreeSet::new();
     let mut copy = |name: &str, copied: Option<u64>| {
         if let Some(copied) = copied {
-            rows.insert(name.to_owned(), copied);
+            *rows.entry(reported_name(name).to_owned()).or_default() += copied;
+            tables.insert(name.to_owned());
         }
     };
     copy(META.name(), copy_table(txn, &target, META)?);
@@ -148,9 +152,16 @@ fn copy_snapshot(txn: &ReadTransaction, path: &Path) -> Result<BTreeMap<String, 
     copy(LOCKOUTS.name(), copy_table(txn, &target, LOCKOUTS)?);
     copy(SESSIONS.name(), copy_table(txn, &target, SESSIONS)?);
     copy(API_KEYS.name(), copy_table(txn, &target, API_KEYS)?);
-    copy(AUDIT.name(), copy_table(txn, &target, AUDIT)?);
-    for index in AUDIT_INDEXES {
-        copy(index.name(), copy_table(txn, &target, index)?);
+    for partition in stored_partitions(txn)? {
+        let names = partition.names();
+        copy(
+            names.events().name(),
+            copy_table(txn, &target, names.events())?,
+        );
+        for position in 0..4 {
+            let index = names.index(position);
+            copy(index.name(), copy_table(txn, &target, index)?);
+        }
     }
     copy(
         RETENTION_RUNS.name(),
@@ -158,7 +169,7 @@ fn copy_snapshot(txn: &ReadTransaction, path: &Path) -> Result<BTreeMap<String, 
     );
     // A table this list does not know would be lost from the copy: refuse instead.
     for table in txn.list_tables()? {
-        if !rows.contains_key(table.name()) {
+        if !tables.contains(table.name()) {
             return Err(StoreError::Database(format!(
                 "the backup does not know the table {}",
                 table.name()

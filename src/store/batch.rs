@@ -21,13 +21,13 @@ use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::StoreError;
 use super::audit::Head;
+use super::audit_partition::{Partition, PartitionTables, drop_partition};
 use super::codec;
 use super::published::{Appended, Change, Committed, Kept};
 use super::rate::{WindowMap, Windows};
 use super::tables::{
-    API_KEYS, AUDIT, AUDIT_INDEXES, AuditIndexKey, CHAT_INDEX, CHATS, IDEMPOTENCY,
-    IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META, RATE_WINDOWS, RETENTION_RUNS, SESSIONS,
-    chat_index_key,
+    API_KEYS, CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META,
+    RATE_WINDOWS, RETENTION_RUNS, SESSIONS, chat_index_key,
 };
 use crate::domain::audit::{Action, Event};
 use crate::domain::chat::Chat;
@@ -38,15 +38,15 @@ use crate::domain::rate::Scope;
 pub const AUDIT_HEAD_KEY: &str = "audit_head";
 
 pub struct WriteTables<'t> {
+    txn: &'t WriteTransaction,
     pub messages: Table<'t, (&'static str, u64, u64), &'static [u8]>,
     pub idempotency: Table<'t, (&'static str, &'static str), &'static [u8]>,
     pub idempotency_expiry: Table<'t, (u64, &'static str, &'static str), ()>,
     pub lockouts: Table<'t, &'static str, u64>,
     pub sessions: Table<'t, &'static [u8], &'static [u8]>,
     pub api_keys: Table<'t, &'static str, &'static [u8]>,
-    pub audit: Table<'t, u64, &'static [u8]>,
-    /// In `AUDIT_INDEXES` order.
-    pub audit_indexes: [Table<'t, AuditIndexKey<'static>, ()>; 4],
+    /// The audit partition last reached, opened on first use: a batch of sends appends to one.
+    audit: Option<PartitionTables<'t>>,
     pub retention_runs: Table<'t, u64, &'static [u8]>,
     meta: Table<'t, &'static str, &'static [u8]>,
     chats: Table<'t, &'static str, &'static [u8]>,
@@ -98,19 +98,14 @@ impl<'t> WriteTables<'t> {
     /// The batch's tables; `kept` says which appends to keep a copy of for `Committed`.
     pub fn open(txn: &'t WriteTransaction, kept: Kept) -> Result<Self, redb::TableError> {
         Ok(Self {
+            txn,
             messages: txn.open_table(MESSAGES)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
             idempotency_expiry: txn.open_table(IDEMPOTENCY_EXPIRY)?,
             lockouts: txn.open_table(LOCKOUTS)?,
             sessions: txn.open_table(SESSIONS)?,
             api_keys: txn.open_table(API_KEYS)?,
-            audit: txn.open_table(AUDIT)?,
-            audit_indexes: [
-                txn.open_table(AUDIT_INDEXES[0])?,
-                txn.open_table(AUDIT_INDEXES[1])?,
-                txn.open_table(AUDIT_INDEXES[2])?,
-                txn.open_table(AUDIT_INDEXES[3])?,
-            ],
+            audit: None,
             retention_runs: txn.open_table(RETENTION_RUNS)?,
             meta: txn.open_table(META)?,
             chats: txn.open_table(CHATS)?,
@@ -209,6 +204,31 @@ impl<'t> WriteTables<'t> {
             Some(head) => Ok(Some(head)),
             None => codec::get(&self.meta, AUDIT_HEAD_KEY),
         }
+    }
+
+    /// The tables of an audit partition, created with its first event. Only one partition is
+    /// open at a time: the one a batch appends to, or the one retention works on.
+    pub fn audit_partition(
+        &mut self,
+        partition: Partition,
+    ) -> Result<&mut PartitionTables<'t>, StoreError> {
+        let tables = match self.audit.take() {
+            Some(open) if open.partition == partition => open,
+            _ => PartitionTables::open(self.txn, partition)?,
+        };
+        Ok(self.audit.insert(tables))
+    }
+
+    /// Drops every table of an audit partition, with all its events and index entries.
+    pub fn drop_audit_partition(&mut self, partition: Partition) -> Result<(), StoreError> {
+        if self
+            .audit
+            .as_ref()
+            .is_some_and(|open| open.partition == partition)
+        {
+            self.audit = None;
+        }
+        drop_partition(self.txn, partition)
     }
 
     pub fn set_audit_head(&mut self, head: Head) {

@@ -5,9 +5,10 @@
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::audit::{AUDIT_CHECKPOINT_KEY, Checkpoint, EMPTY_HEAD, Head};
+use super::audit_partition::stored_events;
 use super::batch::AUDIT_HEAD_KEY;
 use super::codec;
-use super::tables::{AUDIT, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META};
+use super::tables::{IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META};
 use super::{Store, StoreError};
 
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +56,7 @@ impl Store {
             let head: Option<Head> = codec::get(&meta, AUDIT_HEAD_KEY)?;
             let checkpoint: Option<Checkpoint> = codec::get(&meta, AUDIT_CHECKPOINT_KEY)?;
             Ok(AuditFigures {
-                entries: txn.open_table(AUDIT)?.len()?,
+                entries: stored_events(txn)?,
                 head_seq: head.map_or(0, |h| h.seq),
                 checkpoint_seq: checkpoint.map(|c| c.seq),
             })

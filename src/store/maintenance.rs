@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use redb::{ReadTransaction, ReadableTableMetadata, TableHandle};
 use serde::Serialize;
 
+use super::audit_partition::reported_name;
 use super::{Store, StoreError};
 
 /// What one compaction did.
@@ -78,12 +79,13 @@ impl Store {
     }
 }
 
+/// Rows per table, the audit partitions' summed under the names of what they hold.
 pub(super) fn table_rows(txn: &ReadTransaction) -> Result<BTreeMap<String, u64>, StoreError> {
     let mut rows = BTreeMap::new();
     for handle in txn.list_tables()? {
-        let name = handle.name().to_owned();
+        let name = reported_name(handle.name()).to_owned();
         let table = txn.open_untyped_table(handle)?;
-        rows.insert(name, table.len()?);
+        *rows.entry(name).or_default() += table.len()?;
     }
     Ok(rows)
 }

@@ -6,6 +6,7 @@
 //! `Writer`.
 
 pub mod audit;
+mod audit_partition;
 pub mod backup;
 mod batch;
 pub mod chats;

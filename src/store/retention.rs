@@ -18,13 +18,14 @@ use std::ops::Bound::{Excluded, Unbounded};
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use super::audit::{self, AUDIT_CHECKPOINT_KEY, Checkpoint};
+use super::audit_partition::stored_events;
 use super::batch::WriteTables;
 use super::codec::{self, Record};
 use super::published::Change;
 use super::rate::Windows;
 use super::tables::{
-    AUDIT, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, RATE_WINDOWS,
-    RETENTION_RUNS, SESSIONS,
+    CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, RATE_WINDOWS, RETENTION_RUNS,
+    SESSIONS,
 };
 use super::{Store, StoreError};
 use crate::domain::audit::Draft;
@@ -477,7 +478,7 @@ fn unreachable_class(class: Class) -> Result<Seen, StoreError> {
 /// Rows in the table that holds `class`.
 fn class_rows(txn: &ReadTransaction, class: Class) -> Result<u64, StoreError> {
     Ok(match class {
-        Class::Audit => txn.open_table(AUDIT)?.len()?,
+        Class::Audit => stored_events(txn)?,
         Class::Idempotency => txn.open_table(IDEMPOTENCY)?.len()?,
         Class::Messages => txn.open_table(MESSAGES)?.len()?,
         Class::Sessions => txn.open_table(SESSIONS)?.len()?,
@@ -489,7 +490,7 @@ fn class_rows(txn: &ReadTransaction, class: Class) -> Result<u64, StoreError> {
 
 fn write_rows(t: &WriteTables<'_>, class: Class) -> Result<u64, StoreError> {
     Ok(match class {
-        Class::Audit => t.audit.len()?,
+        Class::Audit => audit::kept_events(t)?,
         Class::Idempotency => t.idempotency.len()?,
         Class::Messages => t.messages.len()?,
         Class::Sessions => t.sessions.len()?,

@@ -6,8 +6,8 @@
 use redb::{Database, ReadableTable, WriteTransaction};
 
 use super::tables::{
-    API_KEYS, AUDIT, AUDIT_INDEXES, CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY,
-    LEGACY_AUDIT_INDEXES, LOCKOUTS, MESSAGES, META, RATE_WINDOWS, RETENTION_RUNS, SESSIONS,
+    API_KEYS, CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META,
+    RATE_WINDOWS, RETENTION_RUNS, SESSIONS,
 };
 use super::{OpenError, StoreError};
 
@@ -15,10 +15,12 @@ use super::{OpenError, StoreError};
 ///
 /// 2: the retention job log, the audit chain checkpoint, and the `retention.*` audit actions. A
 /// version-1 binary could not read a pruned chain or the new actions, so it must refuse the file.
-/// 3: audit index keys lead with a bucket of `seq` (`tables::audit_index_key`).
+/// 3: audit index keys lead with a bucket of `seq` (`tables::BUCKETED_AUDIT_INDEXES`).
 /// 4: the `backup.create` audit action, which a version-3 binary could not read.
 /// 5: the `backup.restore` audit action, likewise.
-pub const SCHEMA_VERSION: u32 = 5;
+/// 6: the audit trail in partitions of `seq`s (`audit_partition`), which a version-5 binary
+/// would not find.
+pub const SCHEMA_VERSION: u32 = 6;
 const VERSION_KEY: &str = "schema_version";
 
 /// Brings the file to `SCHEMA_VERSION` in one transaction, or refuses a newer file untouched.
@@ -36,11 +38,12 @@ pub(super) fn prepare(db: &Database, path: &str) -> Result<(), OpenError> {
             known: SCHEMA_VERSION,
         });
     }
-    // Version 1 → 2 adds the retention job log (a table); → 3 rebuilds the audit indexes with
-    // bucketed keys, under new names, and drops the old ones.
+    // Version 1 → 2 adds the retention job log (a table); → 6 moves the audit trail into
+    // partitions, building their indexes from the events, and drops the tables of versions 1
+    // to 5 (3 to 5 only changed how the indexes were keyed, and added audit actions).
     create_tables(&txn).map_err(failed)?;
-    if found.is_some_and(|version| version < 3) {
-        rebuild_audit_indexes(&txn).map_err(failed)?;
+    if found.is_some_and(|version| version < 6) {
+        move_audit_into_partitions(&txn).map_err(failed)?;
     }
     if found != Some(SCHEMA_VERSION) {
         write_version(&txn).map_err(failed)?;
@@ -72,16 +75,12 @@ fn write_version(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn rebuild_audit_indexes(txn: &WriteTransaction) -> Result<(), StoreError> {
+fn move_audit_into_partitions(txn: &WriteTransaction) -> Result<(), StoreError> {
     tracing::info!(
         event = "migration",
-        "rebuilding the audit indexes (once, at the upgrade to schema 3)"
+        "moving the audit trail into partitions (once, at the upgrade to schema 6)"
     );
-    super::audit::rebuild_indexes(txn)?;
-    for legacy in LEGACY_AUDIT_INDEXES {
-        txn.delete_table(legacy)?;
-    }
-    Ok(())
+    super::audit::move_into_partitions(txn)
 }
 
 fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
@@ -95,9 +94,5 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(LOCKOUTS)?;
     txn.open_table(SESSIONS)?;
     txn.open_table(RETENTION_RUNS)?;
-    txn.open_table(AUDIT)?;
-    for index in AUDIT_INDEXES {
-        txn.open_table(index)?;
-    }
     Ok(())
 }

@@ -38,50 +38,22 @@ pub const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessio
 /// `key id → ApiKey`.
 pub const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 
-/// `seq → audit Event`: the hash chain, gapless from the first kept event to the head.
-pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+// The audit trail's events and indexes live in partition tables (`audit_partition`).
 
-/// Audit index keys lead with the event's bucket, `seq >> AUDIT_BUCKET_BITS`: the entries of
-/// consecutive events then sit together in a few leaves of each index — which is what a batch of
-/// sends inserts and what retention deletes — instead of one leaf per distinct value. A query
-/// walks a value's entries bucket by bucket (`audit::IndexWalk`).
-pub const AUDIT_BUCKET_BITS: u32 = 14;
+/// `seq → audit Event`: the whole chain in one table, in schemas 1 to 5; moved into partitions
+/// and dropped by the migration to version 6.
+pub const LEGACY_AUDIT_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
-/// An audit index key: `(bucket, value, seq)`.
-pub type AuditIndexKey<'a> = (u64, &'a str, u64);
-
-pub fn audit_index_key(value: &str, seq: u64) -> AuditIndexKey<'_> {
-    (seq >> AUDIT_BUCKET_BITS, value, seq)
-}
-
-/// `(bucket, actor "kind:id", seq) → ()`.
-pub const AUDIT_BY_ACTOR: TableDefinition<AuditIndexKey<'static>, ()> =
-    TableDefinition::new("audit_actor_index");
-
-/// `(bucket, action, seq) → ()`.
-pub const AUDIT_BY_ACTION: TableDefinition<AuditIndexKey<'static>, ()> =
-    TableDefinition::new("audit_action_index");
-
-/// `(bucket, target "kind:id", seq) → ()`.
-pub const AUDIT_BY_TARGET: TableDefinition<AuditIndexKey<'static>, ()> =
-    TableDefinition::new("audit_target_index");
-
-/// `(bucket, outcome, seq) → ()` for `denied` and `error` events only: nearly every event is
-/// `ok`, so an `ok` filter is served by the events themselves, and the index stays small and
-/// cheap.
-pub const AUDIT_BY_OUTCOME: TableDefinition<AuditIndexKey<'static>, ()> =
-    TableDefinition::new("audit_outcome_index");
-
-/// Every audit index, in the order `audit::indexed_values` gives an event's values.
-pub const AUDIT_INDEXES: [TableDefinition<AuditIndexKey<'static>, ()>; 4] = [
-    AUDIT_BY_ACTOR,
-    AUDIT_BY_ACTION,
-    AUDIT_BY_TARGET,
-    AUDIT_BY_OUTCOME,
+/// The audit indexes of schemas 3 to 5, keyed `(seq >> 14, value, seq)`: dropped by the
+/// migration to version 6, which builds each partition's indexes from its events.
+pub const BUCKETED_AUDIT_INDEXES: [TableDefinition<(u64, &str, u64), ()>; 4] = [
+    TableDefinition::new("audit_actor_index"),
+    TableDefinition::new("audit_action_index"),
+    TableDefinition::new("audit_target_index"),
+    TableDefinition::new("audit_outcome_index"),
 ];
 
-/// The audit indexes of schema versions 1 and 2, keyed `(value, seq)`: rebuilt into the ones
-/// above and dropped by the migration to version 3.
+/// The audit indexes of schemas 1 and 2, keyed `(value, seq)`: dropped likewise.
 pub const LEGACY_AUDIT_INDEXES: [TableDefinition<(&str, u64), ()>; 4] = [
     TableDefinition::new("audit_by_actor"),
     TableDefinition::new("audit_by_action"),

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
+use crate::file_layout::{audit_events, audit_index};
 use crate::helpers::{
     StoppedApp, TestApp, assert_error, eventually, expect_json, is_replay, python_verdict,
     python_verdict_with, request_id, spawn_app, spawn_app_with,
@@ -28,8 +29,6 @@ const ADMIN_TOKEN: &str = "audit-admin-token-3e8b1f6d2c9a4e7b";
 const SERVICE: &str = "service:sofiia-console";
 const ANONYMOUS: &str = "anonymous:-";
 const LOCALHOST: &str = "127.0.0.1";
-/// seq → versioned postcard envelope of the event.
-const AUDIT_TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
 // ---- reading the trail ----
 
@@ -616,12 +615,19 @@ fn cli_report(stdout: &[u8]) -> Value {
     })
 }
 
-/// Changes the `audit` table of the stopped server's database in one transaction.
+/// The events of the first audit partition: every chain in these tests fits in it.
+fn first_partition() -> String {
+    audit_events(1)
+}
+
+/// Changes the stored events of the stopped server's database in one transaction.
 fn change_audit_table(data_dir: &Path, change: impl FnOnce(&mut Table<'_, u64, &'static [u8]>)) {
     let db = Database::open(data_dir.join("sofiia.redb")).expect("open the stopped database");
     let write = db.begin_write().expect("write transaction");
     {
-        let mut table = write.open_table(AUDIT_TABLE).expect("audit table");
+        let name = first_partition();
+        let definition: TableDefinition<u64, &[u8]> = TableDefinition::new(&name);
+        let mut table = write.open_table(definition).expect("audit table");
         change(&mut table);
     }
     write.commit().expect("commit the change");
@@ -642,14 +648,14 @@ async fn assert_broken_at(stopped: StoppedApp, seq: u64) {
     assert_invalid_at(&verify(&app).await, seq);
 }
 
-/// Changes the `audit_action_index` table of the stopped server's database: entries are
-/// `(seq >> 14, action, seq)`.
-fn change_action_index(data_dir: &Path, change: impl FnOnce(&mut Table<'_, (u64, &str, u64), ()>)) {
+/// Changes the action index of the first audit partition of the stopped server's database:
+/// entries are `(action, seq)`.
+fn change_action_index(data_dir: &Path, change: impl FnOnce(&mut Table<'_, (&str, u64), ()>)) {
     let db = Database::open(data_dir.join("sofiia.redb")).expect("open the stopped database");
     let write = db.begin_write().expect("write transaction");
     {
-        let definition: TableDefinition<(u64, &str, u64), ()> =
-            TableDefinition::new("audit_action_index");
+        let name = audit_index("action", 1);
+        let definition: TableDefinition<(&str, u64), ()> = TableDefinition::new(&name);
         let mut table = write.open_table(definition).expect("action index");
         change(&mut table);
     }
@@ -662,7 +668,7 @@ async fn an_event_without_its_index_entry_is_reported_at_its_seq() {
     let action = trail_action_at(&stopped, middle).await;
     change_action_index(&stopped.data_dir(), |index| {
         let removed = index
-            .remove((middle >> 14, action.as_str(), middle))
+            .remove((action.as_str(), middle))
             .expect("remove the entry");
         assert!(removed.is_some(), "the entry was there");
     });
@@ -679,9 +685,7 @@ async fn an_index_entry_without_its_event_is_reported_at_its_seq() {
         "chat.send"
     };
     change_action_index(&stopped.data_dir(), |index| {
-        index
-            .insert((middle >> 14, other, middle), ())
-            .expect("add an entry");
+        index.insert((other, middle), ()).expect("add an entry");
     });
     assert_broken_at(stopped, middle).await;
 }
@@ -693,7 +697,7 @@ async fn an_index_entry_beyond_the_head_is_reported_at_its_seq() {
     let beyond = last + 5;
     change_action_index(&stopped.data_dir(), |index| {
         index
-            .insert((beyond >> 14, "chat.send", beyond), ())
+            .insert(("chat.send", beyond), ())
             .expect("add an entry");
     });
     assert_broken_at(stopped, beyond).await;
@@ -1099,18 +1103,16 @@ fn cut_tail(data_dir: &Path, keep: u64, head_then: &[u8]) {
     let db = Database::open(data_dir.join("sofiia.redb")).expect("open the stopped database");
     let write = db.begin_write().expect("write transaction");
     {
-        let mut events = write.open_table(AUDIT_TABLE).expect("audit table");
+        let name = first_partition();
+        let definition: TableDefinition<u64, &[u8]> = TableDefinition::new(&name);
+        let mut events = write.open_table(definition).expect("audit table");
         events.retain(|seq, _| seq <= keep).expect("cut the events");
-        for name in [
-            "audit_actor_index",
-            "audit_action_index",
-            "audit_target_index",
-            "audit_outcome_index",
-        ] {
-            let definition: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new(name);
+        for kind in ["actor", "action", "target", "outcome"] {
+            let name = audit_index(kind, 1);
+            let definition: TableDefinition<(&str, u64), ()> = TableDefinition::new(&name);
             let mut index = write.open_table(definition).expect("index");
             index
-                .retain(|(_, _, seq), ()| seq <= keep)
+                .retain(|(_, seq), ()| seq <= keep)
                 .expect("cut the entries");
         }
         let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -1136,8 +1138,9 @@ fn stored_head(data_dir: &Path) -> (Vec<u8>, u64) {
         .expect("a head")
         .value()
         .to_vec();
+    let name = first_partition();
     let last = read
-        .open_table(AUDIT_TABLE)
+        .open_table(TableDefinition::<u64, &[u8]>::new(&name))
         .expect("audit table")
         .last()
         .expect("read the last event")

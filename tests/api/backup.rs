@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::file_layout::audit_events;
 use crate::helpers::{
     TestApp, expect_json, run_binary, spawn_app, spawn_app_on_database, spawn_app_with,
 };
@@ -326,7 +327,7 @@ async fn a_backup_whose_chain_was_cut_fails_its_check_and_is_never_restored() {
     let db = redb::Database::open(&file).expect("open the backup");
     let write = db.begin_write().expect("write transaction");
     write
-        .open_table(redb::TableDefinition::<u64, &[u8]>::new("audit"))
+        .open_table(redb::TableDefinition::<u64, &[u8]>::new(&audit_events(2)))
         .expect("audit table")
         .remove(2)
         .expect("remove an event");

@@ -9,10 +9,10 @@ use std::process::Output;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde_json::Value;
 
+use crate::file_layout::audit_events;
 use crate::helpers::{StoppedApp, spawn_app};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const CHECKS: [&str; 13] = [
     "config",
     "data-dir",
@@ -180,7 +180,9 @@ fn change_event(data_dir: &Path, seq: u64) {
     let db = Database::open(data_dir.join("sofiia.redb")).expect("the database");
     let write = db.begin_write().expect("a write transaction");
     {
-        let mut table = write.open_table(AUDIT).expect("audit");
+        let name = audit_events(seq);
+        let definition: TableDefinition<u64, &[u8]> = TableDefinition::new(&name);
+        let mut table = write.open_table(definition).expect("audit");
         let mut stored = table
             .get(seq)
             .expect("read the event")

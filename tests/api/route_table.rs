@@ -1,10 +1,11 @@
 //! Every route with the roles it admits, walked with no credential, each role, a revoked key and
-//! an expired key: the exact status each must get. A new route belongs in `ROUTES`.
+//! an expired key: the exact status each must get. A new route belongs in `ROUTES`. The roles
+//! the OpenAPI document gives each route (`x-roles`) must be these.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, expect_json, send, spawn_app_with};
+use crate::helpers::{TestApp, expect_json, send, spawn_app, spawn_app_with};
 
 const T0: u64 = 1_800_000_000_000;
 const DAY: u64 = 86_400_000;
@@ -44,7 +45,6 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/livez", Anyone, StatusCode::OK),
         route(Method::GET, "/api/health", Anyone, StatusCode::OK),
         route(Method::GET, "/metrics", Anyone, StatusCode::OK),
-        route(Method::GET, "/admin/", Anyone, StatusCode::OK),
         route(Method::POST, "/api/auth/login", Anyone, StatusCode::OK),
         route(
             Method::POST,
@@ -241,4 +241,32 @@ async fn every_route_admits_exactly_its_roles() {
     ];
     let app = app.restart(&env_later).await;
     walk(&app, Presented::Key(&expiring), None, "expired key").await;
+}
+
+/// The document's `x-roles` of each route are the roles the walk above proves it admits.
+#[tokio::test]
+async fn document_names_the_roles_each_route_admits() {
+    let app = spawn_app().await;
+    let document = expect_json(app.get_anonymous("/api/openapi.json").await, StatusCode::OK).await;
+    for route in routes() {
+        // The walk names its path parameters by what they stand for; the router says `{id}`.
+        let template = ["{chat}", "{key}", "{run}"]
+            .iter()
+            .fold(route.path.to_owned(), |path, name| {
+                path.replace(name, "{id}")
+            });
+        let operation = &document["paths"][template][route.method.as_str().to_lowercase()];
+        let documented: Vec<&str> = operation["x-roles"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{} {}: no x-roles", route.method, route.path))
+            .iter()
+            .map(|role| role.as_str().expect("a role"))
+            .collect();
+        let admitted: &[&str] = match route.admits {
+            Admits::Anyone => &[],
+            Admits::Authenticated => &["admin", "operator", "viewer", "auditor"],
+            Admits::Roles(roles) => roles,
+        };
+        assert_eq!(documented, admitted, "{} {}", route.method, route.path);
+    }
 }

@@ -1,13 +1,18 @@
 //! Process lifecycle: start-up guards (schema version, configuration) and graceful shutdown.
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
+};
 use reqwest::StatusCode;
 
-use crate::helpers::{expect_json, serve_until_exit, spawn_app};
+use crate::file_layout::{audit_events, audit_index};
+use crate::helpers::{StoppedApp, expect_json, serve_until_exit, spawn_app};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SCHEMA_VERSION: &str = "schema_version";
-const CURRENT_SCHEMA_VERSION: u32 = 5;
+const CURRENT_SCHEMA_VERSION: u32 = 6;
 
 fn stored_schema_version(db: &Database) -> u32 {
     let read = db.begin_read().expect("read transaction");
@@ -70,52 +75,41 @@ async fn database_written_by_a_newer_version_is_refused() {
     );
 }
 
-/// A file of the first schema (no retention job log, audit indexes keyed `(value, seq)`) is
-/// brought forward at start-up, its data kept and its audit indexes rebuilt.
-#[tokio::test]
-async fn database_of_the_first_schema_is_migrated_forward() {
-    let app = spawn_app().await;
-    let key = app.admin_key.clone();
-    let body = serde_json::json!({"id": "kept"});
-    expect_json(app.create_chat(&key, &body).await, StatusCode::CREATED).await;
-    let stopped = app.stop().await;
-    let db_path = stopped.data_dir().join("sofiia.redb");
-    {
-        let db = Database::open(&db_path).expect("open the stopped server's database");
-        store_schema_version(&db, 1);
-        let txn = db.begin_write().expect("write");
-        let runs: TableDefinition<u64, &[u8]> = TableDefinition::new("retention_runs");
-        assert!(txn.delete_table(runs).expect("delete"), "the table existed");
-        for name in [
-            "audit_actor_index",
-            "audit_action_index",
-            "audit_target_index",
-            "audit_outcome_index",
-        ] {
-            let bucketed: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new(name);
-            assert!(
-                txn.delete_table(bucketed).expect("delete"),
-                "{name} existed"
-            );
-        }
-        // The first schema's index, holding what the version-1 binary wrote for the events.
-        let legacy: TableDefinition<(&str, u64), ()> = TableDefinition::new("audit_by_target");
-        txn.open_table(legacy)
-            .expect("legacy table")
-            .insert(("chat:kept", 2), ())
-            .expect("insert");
-        txn.commit().expect("commit");
+/// Puts the audit trail back the way schemas 1 to 5 kept it, every event in one `audit` table
+/// (the server's first partition holds them all here), and returns how many there are.
+fn unpartition_audit(txn: &WriteTransaction) -> usize {
+    let name = audit_events(1);
+    let partition: TableDefinition<u64, &[u8]> = TableDefinition::new(&name);
+    let events: Vec<(u64, Vec<u8>)> = txn
+        .open_table(partition)
+        .expect("the first partition")
+        .iter()
+        .expect("iterate")
+        .map(|row| {
+            let (seq, raw) = row.expect("row");
+            (seq.value(), raw.value().to_vec())
+        })
+        .collect();
+    let mut single = txn.open_table(LEGACY_EVENTS).expect("audit table");
+    for (seq, raw) in &events {
+        single.insert(*seq, raw.as_slice()).expect("insert");
     }
+    drop(single);
+    assert!(txn.delete_table(partition).expect("delete"));
+    for kind in INDEX_KINDS {
+        let name = audit_index(kind, 1);
+        let index: TableDefinition<(&str, u64), ()> = TableDefinition::new(&name);
+        assert!(txn.delete_table(index).expect("delete"), "{name} existed");
+    }
+    events.len()
+}
 
-    let app = stopped.start(&[]).await;
+const LEGACY_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+const INDEX_KINDS: [&str; 4] = ["actor", "action", "target", "outcome"];
 
-    expect_json(app.get("/api/chats/kept", &key).await, StatusCode::OK).await;
-    let runs = expect_json(
-        app.get("/api/admin/retention/runs", &key).await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(runs["items"], serde_json::json!([]));
+/// Asserts that the migrated trail answers filtered queries from rebuilt indexes, verifies,
+/// and that the tables of the old layout are gone.
+async fn assert_audit_migrated(app: &crate::helpers::TestApp, events_before: usize) {
     let found = app.page("/api/audit", &[("target", "chat:kept")]).await;
     assert_eq!(
         found.items.len(),
@@ -129,12 +123,117 @@ async fn database_of_the_first_schema_is_migrated_forward() {
         2,
         "both starts, the first from the rebuilt index"
     );
-    let stopped = app.stop().await;
-    let db = Database::open(&db_path).expect("reopen the database");
+    let verified = expect_json(
+        app.get("/api/audit/verify", &app.admin_key).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(verified["valid"], true, "{verified}");
+    assert!(
+        verified["total_entries"].as_u64() > Some(events_before as u64),
+        "{verified}"
+    );
+}
+
+/// The tables of schemas 1 to 5 are gone from the migrated file.
+fn assert_old_layout_dropped(db_path: &Path) {
+    let db = Database::open(db_path).expect("reopen the database");
     assert_eq!(stored_schema_version(&db), CURRENT_SCHEMA_VERSION);
     let txn = db.begin_read().expect("read");
-    let legacy: TableDefinition<(&str, u64), ()> = TableDefinition::new("audit_by_target");
-    assert!(txn.open_table(legacy).is_err(), "the old index was dropped");
+    let names: Vec<String> = txn
+        .list_tables()
+        .expect("tables")
+        .map(|t| t.name().to_owned())
+        .collect();
+    for old in [
+        "audit",
+        "audit_by_target",
+        "audit_actor_index",
+        "audit_action_index",
+        "audit_target_index",
+        "audit_outcome_index",
+    ] {
+        assert!(
+            !names.iter().any(|n| n == old),
+            "{old} is still there: {names:?}"
+        );
+    }
+}
+
+/// A stopped server's file holding the chat `kept`, rewritten as schema `version` kept it: the
+/// version stamped, the audit trail in one table, and whatever else `change` does. Also returns
+/// the admin key and how many events there were.
+async fn written_by_schema(
+    version: u32,
+    change: impl FnOnce(&WriteTransaction),
+) -> (StoppedApp, PathBuf, String, usize) {
+    let app = spawn_app().await;
+    let key = app.admin_key.clone();
+    let body = serde_json::json!({"id": "kept"});
+    expect_json(app.create_chat(&key, &body).await, StatusCode::CREATED).await;
+    let stopped = app.stop().await;
+    let db_path = stopped.data_dir().join("sofiia.redb");
+    let db = Database::open(&db_path).expect("open the stopped server's database");
+    store_schema_version(&db, version);
+    let txn = db.begin_write().expect("write");
+    let events = unpartition_audit(&txn);
+    change(&txn);
+    txn.commit().expect("commit");
+    (stopped, db_path, key, events)
+}
+
+/// A file of the first schema (no retention job log, all events in one table, audit indexes
+/// keyed `(value, seq)`) is brought forward at start-up, its data kept and its audit trail moved
+/// into partitions with indexes built from the events.
+#[tokio::test]
+async fn database_of_the_first_schema_is_migrated_forward() {
+    let (stopped, db_path, key, events_before) = written_by_schema(1, |txn| {
+        let runs: TableDefinition<u64, &[u8]> = TableDefinition::new("retention_runs");
+        assert!(txn.delete_table(runs).expect("delete"), "the table existed");
+        // The first schema's index, holding what the version-1 binary wrote for the events.
+        let legacy: TableDefinition<(&str, u64), ()> = TableDefinition::new("audit_by_target");
+        txn.open_table(legacy)
+            .expect("legacy table")
+            .insert(("chat:kept", 2), ())
+            .expect("insert");
+    })
+    .await;
+
+    let app = stopped.start(&[]).await;
+
+    expect_json(app.get("/api/chats/kept", &key).await, StatusCode::OK).await;
+    let runs = expect_json(
+        app.get("/api/admin/retention/runs", &key).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(runs["items"], serde_json::json!([]));
+    assert_audit_migrated(&app, events_before).await;
+    let stopped = app.stop().await;
+    assert_old_layout_dropped(&db_path);
+    drop(stopped);
+}
+
+/// A file of schema 5 (all events in one table, indexes keyed `(seq >> 14, value, seq)`) has
+/// its audit trail moved into partitions at start-up.
+#[tokio::test]
+async fn database_of_schema_five_has_its_audit_trail_partitioned() {
+    let (stopped, db_path, _, events_before) = written_by_schema(5, |txn| {
+        // Schema 5's bucketed index, with an entry the migration must not carry over.
+        let bucketed: TableDefinition<(u64, &str, u64), ()> =
+            TableDefinition::new("audit_action_index");
+        txn.open_table(bucketed)
+            .expect("bucketed table")
+            .insert((0, "service.start", 3), ())
+            .expect("insert");
+    })
+    .await;
+
+    let app = stopped.start(&[]).await;
+
+    assert_audit_migrated(&app, events_before).await;
+    let stopped = app.stop().await;
+    assert_old_layout_dropped(&db_path);
     drop(stopped);
 }
 

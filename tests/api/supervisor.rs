@@ -1,5 +1,5 @@
-//! The service manager's protocol (`sd_notify`) on a test `NOTIFY_SOCKET`: `READY=1` once
-//! serving, `WATCHDOG=1` pings while the writer makes progress (and none while it is stuck),
+//! The service manager's protocol (`sd_notify`) on a test `NOTIFY_SOCKET`: more start time
+//! while the database opens, `READY=1` once serving, `WATCHDOG=1` pings while the writer makes progress (and none while it is stuck),
 //! `STOPPING=1` at a stop.
 
 use std::path::Path;
@@ -47,7 +47,11 @@ async fn ready_then_watchdog_pings_then_stopping_reach_the_service_manager() {
     let app = spawn_app_with(&env).await;
 
     let heard = messages(&socket, Duration::from_millis(1200)).await;
-    let texts: Vec<&str> = heard.iter().map(|(_, text)| text.trim()).collect();
+    let texts: Vec<&str> = heard
+        .iter()
+        .map(|(_, text)| text.trim())
+        .filter(|text| !text.starts_with("EXTEND_TIMEOUT_USEC="))
+        .collect();
     assert_eq!(texts.first(), Some(&"READY=1"), "{texts:?}");
     let pings = texts.iter().filter(|t| **t == "WATCHDOG=1").count();
     assert!(pings >= 3, "a ping every 200 ms: {texts:?}");
@@ -98,4 +102,25 @@ async fn a_stuck_writer_stops_the_watchdog_pings() {
         longest_gap >= Duration::from_millis(800),
         "pings went on while the writer was stuck: {during:?}"
     );
+}
+
+/// Opening the database (which may migrate it for minutes) asks for more start time before
+/// anything else: the unit's start timeout bounds a hung start, not a long upgrade.
+#[tokio::test]
+async fn opening_the_database_asks_the_service_manager_for_more_start_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).expect("a notify socket");
+    let notify_socket = path.display().to_string();
+    let _app = spawn_app_with(&[("NOTIFY_SOCKET", notify_socket.as_str())]).await;
+
+    let heard = messages(&socket, Duration::from_millis(300)).await;
+    let texts: Vec<&str> = heard.iter().map(|(_, text)| text.trim()).collect();
+    assert_eq!(
+        texts.first(),
+        Some(&"EXTEND_TIMEOUT_USEC=30000000"),
+        "{texts:?}"
+    );
+    let ready = texts.iter().position(|t| *t == "READY=1");
+    assert!(ready.is_some_and(|at| at > 0), "{texts:?}");
 }

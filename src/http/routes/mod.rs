@@ -8,5 +8,6 @@ pub mod events;
 pub mod health;
 pub mod keys;
 pub mod metrics;
+pub mod openapi;
 pub mod retention;
 pub mod send;
