@@ -18,8 +18,8 @@ use crate::service::Console;
 const START_EXTENSION: Duration = Duration::from_secs(30);
 /// …and one is sent this often while the database opens…
 const START_EXTENSION_EVERY: Duration = Duration::from_secs(10);
-/// …for at most this long: a start that has not opened its file by then is left to the unit's
-/// own timeout.
+/// …for at most this long: a start that has not opened its file by then fails when the last
+/// extension runs out.
 const START_EXTENSION_LIMIT: Duration = Duration::from_secs(60 * 60);
 
 /// Runs `open` (opening the database, which migrates it in one transaction when its schema is

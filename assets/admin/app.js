@@ -30,8 +30,17 @@ function can(permission) {
 
 function route() {
   const hash = window.location.hash;
-  const parts = hash.startsWith('#/') ? hash.slice(2).split('/').map(decodeURIComponent) : [];
+  const parts = hash.startsWith('#/') ? hash.slice(2).split('/').map(decodedOrNothing) : [];
   return { page: parts[0] ?? '', rest: parts.slice(1) };
+}
+
+/** A hash part as written, or '' when it is not valid percent-encoding (an unknown page). */
+function decodedOrNothing(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return '';
+  }
 }
 
 function firstAllowedPage() {

@@ -17,15 +17,17 @@ export class Outbox {
     if (this.sending && this.draft?.text === text) return this.sending;
     if (this.draft?.text !== text) this.draft = { text, key: newKey() };
     const { key } = this.draft;
-    this.sending = post(this.path, { text }, { headers: { 'Idempotency-Key': key } })
+    const sending = post(this.path, { text }, { headers: { 'Idempotency-Key': key } })
       .then((answer) => {
         if (this.draft?.key === key) this.draft = null;
         return answer;
       })
       .finally(() => {
-        this.sending = null;
+        // An earlier, slower send ending must not forget the one on its way now.
+        if (this.sending === sending) this.sending = null;
       });
-    return this.sending;
+    this.sending = sending;
+    return sending;
   }
 }
 

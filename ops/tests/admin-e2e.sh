@@ -2,24 +2,29 @@
 # The admin page end to end in headless Chromium against the real binary (SPEC §12): sign in,
 # a chat, a double-clicked send stored once, a degraded reply, the audit row and the chain, a
 # retention dry run, a key created and revoked, signing out — with no request leaving the
-# origin, no console error and no CSP violation. Screenshots land in target/admin-screenshots/.
+# origin, no console error and no CSP violation. Screenshots land in target/admin-screenshots/
+# (the cargo target directory).
 #
 #   ops/tests/admin-e2e.sh [BINARY]      (default target/release/sofiia-console; run by .ci/run)
 #
 # Needs Debian's chromium (CHROMIUM, default /usr/bin/chromium) and python3 with venv; the
-# Playwright driver comes from PyPI into a virtualenv (ADMIN_E2E_VENV, default
-# target/admin-e2e-venv) and drives that chromium: no browser is ever downloaded.
+# Playwright driver is pip-installed, pinned, into a virtualenv (ADMIN_E2E_VENV, default
+# admin-e2e-venv in the cargo target directory) and drives that chromium: no browser is ever
+# downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-target/release/sofiia-console}
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 PLAYWRIGHT_VERSION=1.49.1
-venv=${ADMIN_E2E_VENV:-target/admin-e2e-venv}
-shots=target/admin-screenshots
+target=${CARGO_TARGET_DIR:-target}
+venv=${ADMIN_E2E_VENV:-$target/admin-e2e-venv}
+shots=$target/admin-screenshots
 
 [ -x "$BIN" ] || { echo "no binary at $BIN" >&2; exit 2; }
 [ -x "$CHROMIUM" ] || { echo "no chromium at $CHROMIUM" >&2; exit 2; }
-if ! "$venv/bin/python" -c "import playwright" 2>/dev/null; then
+# A cached venv keeps repeated runs off the network; it is rebuilt when the pin changes.
+if ! "$venv/bin/pip" show playwright 2>/dev/null | grep -qx "Version: $PLAYWRIGHT_VERSION"; then
+  rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet "playwright==$PLAYWRIGHT_VERSION"
 fi
@@ -45,6 +50,8 @@ for _ in $(seq 100); do
   python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "http://$addr/livez" 2>/dev/null && break
   sleep 0.1
 done
+python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "http://$addr/livez" ||
+  { echo "the service did not start" >&2; exit 1; }
 
 mkdir -p "$shots"
 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 "$venv/bin/python" ops/tests/admin-e2e/admin_flow.py \

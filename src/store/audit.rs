@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::audit_partition::{
-    Events, IndexEntries, IndexKey, Partition, PartitionTables, clip, index_name, open_read,
-    stored_events, stored_partitions,
+    Events, INDEX_COUNT, IndexEntries, IndexKey, Partition, PartitionTables, clip, index_name,
+    open_read, stored_events, stored_partitions,
 };
 use super::batch::{AUDIT_HEAD_KEY, WriteTables};
 use super::codec;
@@ -119,7 +119,7 @@ pub(super) fn append(t: &mut WriteTables<'_>, draft: Draft) -> Result<Event, Sto
 
 /// The value each audit index holds for `record`, in partition index order; `None` where it is
 /// not indexed (`ok` outcomes: nearly every event has one, and the events themselves answer it).
-fn indexed_values(record: &Record) -> [Option<String>; 4] {
+fn indexed_values(record: &Record) -> [Option<String>; INDEX_COUNT] {
     [
         Some(record.actor.label()),
         Some(record.action.as_str().to_owned()),
@@ -189,8 +189,8 @@ fn kept_chain(txn: &ReadTransaction) -> Result<Option<(u64, u64)>, StoreError> {
 /// just before the first kept one. The chain head is never touched. Also says whether old events
 /// may remain.
 ///
-/// A batch works on the partition of the oldest kept event. When all of that partition is old
-/// and the chain goes on past it, the partition is dropped whole, `limit` or not: that costs a
+/// A batch works on the partition of the oldest kept event. When that partition is full (its
+/// last `seq` is stored, so no append will reach it) and all of it is old, it is dropped whole, `limit` or not: that costs a
 /// few milliseconds whatever it holds, much less than deleting a `limit` of rows. Otherwise the
 /// cutoff falls within it, and up to `limit` of its events are deleted row by row.
 pub(super) fn prune(
@@ -455,10 +455,12 @@ fn page(
     // Walk the smallest of the given indexes and check the others by point lookups, so only
     // matching events are decoded.
     let mut indexes = Vec::with_capacity(4);
+    // In the order the walk is tried when no index runs out first: the target is the most
+    // selective of them in practice.
     for (position, value) in [
+        (2, filter.target.clone()),
         (0, filter.actor.clone()),
         (1, filter.action.map(|a| a.as_str().to_owned())),
-        (2, filter.target.clone()),
         // `ok` is not indexed (nearly every event is `ok`); the events themselves answer it.
         (
             3,
@@ -869,7 +871,7 @@ impl From<Option<Checkpoint>> for Walk {
 
 /// The index entries the events of one chunk call for, per index in partition index order.
 #[derive(Default)]
-struct Expected([BTreeSet<(String, u64)>; 4]);
+struct Expected([BTreeSet<(String, u64)>; INDEX_COUNT]);
 
 impl Expected {
     fn add(&mut self, event: &Event) {
@@ -928,7 +930,7 @@ fn check_entries_beyond(
     let mut events = Events::new(txn);
     for partition in stored_partitions(txn)?.range(Partition::of(last)..) {
         let names = partition.names();
-        for position in 0..4 {
+        for position in 0..INDEX_COUNT {
             let Some(index) = open_read(txn, names.index(position))? else {
                 continue;
             };

@@ -32,9 +32,12 @@ pub const PARTITION_BITS: u32 = 14;
 /// A partition index key: `(value, seq)`.
 pub type IndexKey<'a> = (&'a str, u64);
 
+/// How many secondary indexes a partition has.
+pub const INDEX_COUNT: usize = 4;
+
 /// What each index of a partition holds, in `audit::indexed_values` order: the suffix of its
 /// table's name, and the name it is reported under (`db stats`, backups).
-const INDEXES: [(&str, &str); 4] = [
+const INDEXES: [(&str, &str); INDEX_COUNT] = [
     ("actor", "audit_actor_index"),
     ("action", "audit_action_index"),
     ("target", "audit_target_index"),
@@ -86,7 +89,7 @@ impl Partition {
 /// The tables of one partition.
 pub struct Names {
     events: String,
-    indexes: [String; 4],
+    indexes: [String; INDEX_COUNT],
 }
 
 impl Names {
@@ -303,7 +306,7 @@ pub struct PartitionTables<'t> {
     pub partition: Partition,
     pub events: Table<'t, u64, &'static [u8]>,
     /// In `audit::indexed_values` order.
-    pub indexes: [Table<'t, IndexKey<'static>, ()>; 4],
+    pub indexes: [Table<'t, IndexKey<'static>, ()>; INDEX_COUNT],
 }
 
 impl<'t> PartitionTables<'t> {
@@ -327,7 +330,7 @@ impl<'t> PartitionTables<'t> {
 pub fn drop_partition(txn: &WriteTransaction, partition: Partition) -> Result<(), StoreError> {
     let names = partition.names();
     txn.delete_table(names.events())?;
-    for position in 0..INDEXES.len() {
+    for position in 0..INDEX_COUNT {
         txn.delete_table(names.index(position))?;
     }
     Ok(())

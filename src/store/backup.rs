@@ -15,7 +15,7 @@ use redb::{
     Database, Durability, Key, ReadTransaction, ReadableTable, TableDefinition, TableHandle, Value,
 };
 
-use super::audit_partition::{reported_name, stored_partitions};
+use super::audit_partition::{INDEX_COUNT, reported_name, stored_partitions};
 use super::inspect::{InspectError, Inspection};
 use super::tables::{
     API_KEYS, CHAT_INDEX, CHATS, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, LOCKOUTS, MESSAGES, META,
@@ -158,7 +158,7 @@ fn copy_snapshot(txn: &ReadTransaction, path: &Path) -> Result<BTreeMap<String, 
             names.events().name(),
             copy_table(txn, &target, names.events())?,
         );
-        for position in 0..4 {
+        for position in 0..INDEX_COUNT {
             let index = names.index(position);
             copy(index.name(), copy_table(txn, &target, index)?);
         }

@@ -8,7 +8,9 @@
 //!   read-only; it is inspected without that hold, and says so);
 //! * verifies every page's checksum with redb's integrity check, run on a writable open whose
 //!   writes go to memory (`overlay`), never to the file;
-//! * reads through that open: schema version, audit chain, rows per table.
+//! * reads through that open: schema version, audit chain, rows per table. The chain of a file
+//!   of an older schema is walked as the service will see it: migrated, on that open, so in
+//!   memory (about the size of its audit trail), never in the file.
 
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -23,7 +25,7 @@ use super::audit;
 use super::maintenance::{FileStats, table_rows};
 use super::overlay::Overlay;
 use super::tables::META;
-use super::{Snapshots, StoreError, schema};
+use super::{SCHEMA_VERSION, Snapshots, StoreError, schema};
 use crate::domain::audit::Verification;
 
 /// Enough to walk the trees without holding a large file in memory.
@@ -48,6 +50,8 @@ pub struct Inspection {
     /// Keeps a service from opening the file while it is inspected.
     _hold: Option<ReadOnlyDatabase>,
     needed_recovery: bool,
+    /// The schema version the file holds, read before anything could migrate the open.
+    file_schema: Option<u32>,
     path: PathBuf,
 }
 
@@ -101,10 +105,19 @@ impl Inspection {
             .set_check_integrity_on_open(true)
             .create_with_backend(overlay)
             .map_err(|e| classify(shown, e))?;
+        let file_schema = db
+            .begin_read()
+            .map_err(StoreError::from)
+            .and_then(|txn| schema::version_in(&txn.open_table(META)?))
+            .map_err(|e| InspectError::Other {
+                path: shown.to_owned(),
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             db,
             _hold: hold,
             needed_recovery,
+            file_schema,
             path: path.to_owned(),
         })
     }
@@ -115,12 +128,18 @@ impl Inspection {
         self.needed_recovery
     }
 
-    /// The schema version in `meta`, if one was ever written.
+    /// The schema version the file holds, if one was ever written.
     pub fn schema_version(&self) -> Result<Option<u32>, StoreError> {
-        self.snapshot(|txn| schema::version_in(&txn.open_table(META)?))
+        Ok(self.file_schema)
     }
 
+    /// Walks the audit chain; a file of an older schema is first migrated in memory, since the
+    /// chain's layout is the schema's.
     pub fn verify_audit(&self) -> Result<Verification, StoreError> {
+        if self.file_schema.is_some_and(|found| found < SCHEMA_VERSION) {
+            schema::prepare(&self.db, &self.path.display().to_string())
+                .map_err(|e| StoreError::Database(e.to_string()))?;
+        }
         audit::verify(self)
     }
 

@@ -2,12 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{
-    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
-};
+use redb::{Database, ReadableDatabase, TableDefinition, TableHandle, WriteTransaction};
 use reqwest::StatusCode;
 
-use crate::file_layout::{audit_events, audit_index};
+use crate::file_layout::unpartition_audit;
 use crate::helpers::{StoppedApp, expect_json, serve_until_exit, spawn_app};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -74,38 +72,6 @@ async fn database_written_by_a_newer_version_is_refused() {
         "the refused start rewrote the version"
     );
 }
-
-/// Puts the audit trail back the way schemas 1 to 5 kept it, every event in one `audit` table
-/// (the server's first partition holds them all here), and returns how many there are.
-fn unpartition_audit(txn: &WriteTransaction) -> usize {
-    let name = audit_events(1);
-    let partition: TableDefinition<u64, &[u8]> = TableDefinition::new(&name);
-    let events: Vec<(u64, Vec<u8>)> = txn
-        .open_table(partition)
-        .expect("the first partition")
-        .iter()
-        .expect("iterate")
-        .map(|row| {
-            let (seq, raw) = row.expect("row");
-            (seq.value(), raw.value().to_vec())
-        })
-        .collect();
-    let mut single = txn.open_table(LEGACY_EVENTS).expect("audit table");
-    for (seq, raw) in &events {
-        single.insert(*seq, raw.as_slice()).expect("insert");
-    }
-    drop(single);
-    assert!(txn.delete_table(partition).expect("delete"));
-    for kind in INDEX_KINDS {
-        let name = audit_index(kind, 1);
-        let index: TableDefinition<(&str, u64), ()> = TableDefinition::new(&name);
-        assert!(txn.delete_table(index).expect("delete"), "{name} existed");
-    }
-    events.len()
-}
-
-const LEGACY_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
-const INDEX_KINDS: [&str; 4] = ["actor", "action", "target", "outcome"];
 
 /// Asserts that the migrated trail answers filtered queries from rebuilt indexes, verifies,
 /// and that the tables of the old layout are gone.

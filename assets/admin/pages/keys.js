@@ -37,9 +37,12 @@ export async function render(main) {
   const name = el('input', { type: 'text', name: 'name', required: true, maxlength: '100' });
   const role = el('select', { name: 'role' }, ROLES.map((r) => el('option', { value: r }, r)));
   const expires = el('input', { type: 'number', name: 'expires', min: '1', max: '3650', inputmode: 'numeric' });
-  const form = el('form', { class: 'inline', 'aria-labelledby': 'new-key-title' }, field('Name', name), field('Role', role), field('Expires in days (optional)', expires), el('button', { type: 'submit' }, 'Create key'));
+  const submit = el('button', { type: 'submit' }, 'Create key');
+  const form = el('form', { class: 'inline', 'aria-labelledby': 'new-key-title' }, field('Name', name), field('Role', role), field('Expires in days (optional)', expires), submit);
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
+    // A second click while the first is on its way would create a second key.
+    submit.disabled = true;
     try {
       const body = { name: name.value.trim(), role: role.value };
       if (expires.value) body.expires_in_days = Number(expires.value);
@@ -51,6 +54,8 @@ export async function render(main) {
       await load();
     } catch (error) {
       notice(status, 'error', errorText(error));
+    } finally {
+      submit.disabled = false;
     }
   });
 
