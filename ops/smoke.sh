@@ -32,7 +32,10 @@ health() { [ "$(status "$URL/api/health")" = 200 ]; }
 metrics() {
   local auth=()
   [ -n "${SOFIIA_METRICS_TOKEN:-}" ] && auth=(-H "Authorization: Bearer $SOFIIA_METRICS_TOKEN")
-  curl -sf "${auth[@]}" "$URL/metrics" | grep -q '^sofiia_build_info'
+  # The scrape is read whole before it is searched: `grep -q` stops at its first match, and
+  # a curl still writing then fails on the closed pipe, which pipefail reports as a failure.
+  local scrape
+  scrape=$(curl -sf "${auth[@]}" "$URL/metrics") && grep -q '^sofiia_build_info' <<<"$scrape"
 }
 send() { # CHAT KEY TEXT: prints the response body
   curl -s -X POST "$URL/api/chats/$1/send" -H "Authorization: Bearer $KEY" \

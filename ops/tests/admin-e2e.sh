@@ -23,7 +23,7 @@ shots=$target/admin-screenshots
 [ -x "$BIN" ] || { echo "no binary at $BIN" >&2; exit 2; }
 [ -x "$CHROMIUM" ] || { echo "no chromium at $CHROMIUM" >&2; exit 2; }
 # A cached venv keeps repeated runs off the network; it is rebuilt when the pin changes.
-if ! "$venv/bin/pip" show playwright 2>/dev/null | grep -qx "Version: $PLAYWRIGHT_VERSION"; then
+if ! "$venv/bin/pip" show playwright 2>/dev/null | grep -x "Version: $PLAYWRIGHT_VERSION" >/dev/null; then
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet "playwright==$PLAYWRIGHT_VERSION"

@@ -31,7 +31,7 @@ trap cleanup EXIT
 
 # A cached venv keeps repeated runs off the network; it is rebuilt when the pin changes.
 venv=${CONTRACT_VENV:-${CARGO_TARGET_DIR:-target}/contract-venv}
-if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -F "$SCHEMATHESIS_VERSION" >/dev/null; then
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
