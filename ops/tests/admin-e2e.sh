@@ -22,36 +22,13 @@ shots=$target/admin-screenshots
 
 [ -x "$BIN" ] || { echo "no binary at $BIN" >&2; exit 2; }
 [ -x "$CHROMIUM" ] || { echo "no chromium at $CHROMIUM" >&2; exit 2; }
-# A cached venv keeps repeated runs off the network; it is rebuilt when the pin changes.
-if ! "$venv/bin/pip" show playwright 2>/dev/null | grep -x "Version: $PLAYWRIGHT_VERSION" >/dev/null; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet "playwright==$PLAYWRIGHT_VERSION"
-fi
-
-work=$(mktemp -d)
-server_pid=""
-cleanup() {
-  local status=$?
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
-  [ "$status" = 0 ] || tail -n 20 "$work/service.log" 2>/dev/null || true
-  rm -rf "$work"
-  exit "$status"
-}
-trap cleanup EXIT
+. ops/tests/service.sh
+pinned_venv "$venv" playwright "$PLAYWRIGHT_VERSION"
 
 # Limits high enough to seed a long chat quickly; the rate-limit page must show these.
 export SOFIIA_RATE_LIMIT__CHAT__PER_MINUTE=600 SOFIIA_RATE_LIMIT__CHAT__BURST=100 \
   SOFIIA_RATE_LIMIT__OPERATOR__PER_MINUTE=1200 SOFIIA_RATE_LIMIT__OPERATOR__BURST=200
-addr=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$BIN" serve --listen "$addr" --data-dir "$work/data" --config /dev/null >"$work/service.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 100); do
-  python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "http://$addr/livez" 2>/dev/null && break
-  sleep 0.1
-done
-python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "http://$addr/livez" ||
-  { echo "the service did not start" >&2; exit 1; }
+start_service "$BIN"
 
 mkdir -p "$shots"
 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 "$venv/bin/python" ops/tests/admin-e2e/admin_flow.py \

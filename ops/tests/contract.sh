@@ -6,7 +6,7 @@
 #
 #   ops/tests/contract.sh [BINARY]      (default target/release/sofiia-console; run by .ci/run)
 #
-# Needs python3 with venv and pip, and curl. CONTRACT_EXAMPLES (default 30) bounds the cases
+# Needs python3 with venv and pip. CONTRACT_EXAMPLES (default 30) bounds the cases
 # generated per operation; CONTRACT_SEED (default fixed) makes a failure reproducible.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,28 +14,11 @@ BIN=$(realpath "${1:-target/release/sofiia-console}")
 SCHEMATHESIS_VERSION=4.32.5
 EXAMPLES=${CONTRACT_EXAMPLES:-30}
 SEED=${CONTRACT_SEED:-20260421}
-for tool in curl python3; do
-  command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 2; }
-done
+command -v python3 >/dev/null || { echo "needs python3" >&2; exit 2; }
+. ops/tests/service.sh
 
-work=$(mktemp -d)
-server_pid=""
-cleanup() {
-  local status=$?
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
-  [ "$status" = 0 ] || tail -n 20 "$work/service.log" 2>/dev/null || true
-  rm -rf "$work"
-  exit "$status"
-}
-trap cleanup EXIT
-
-# A cached venv keeps repeated runs off the network; it is rebuilt when the pin changes.
 venv=${CONTRACT_VENV:-${CARGO_TARGET_DIR:-target}/contract-venv}
-if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -F "$SCHEMATHESIS_VERSION" >/dev/null; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
-fi
+pinned_venv "$venv" schemathesis "$SCHEMATHESIS_VERSION"
 venv=$(realpath "$venv")
 
 # Limits that would otherwise end the run early and make the rest of it meaningless: sends are
@@ -45,11 +28,7 @@ venv=$(realpath "$venv")
 export SOFIIA_RATE_LIMIT__CHAT__PER_MINUTE=60000 SOFIIA_RATE_LIMIT__CHAT__BURST=1000000 \
   SOFIIA_RATE_LIMIT__OPERATOR__PER_MINUTE=60000 SOFIIA_RATE_LIMIT__OPERATOR__BURST=1000000 \
   SOFIIA_AUTH__LOCKOUT_FAILURES=1000
-addr=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$BIN" serve --listen "$addr" --data-dir "$work/data" --config /dev/null >"$work/service.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 100); do curl -sf -o /dev/null "http://$addr/livez" && break; sleep 0.1; done
-curl -sf -o /dev/null "http://$addr/livez" || { echo "the service did not start" >&2; exit 1; }
+start_service "$BIN"
 
 # Excluded: the two server-sent event streams, which never end, so no response can be judged
 # (their statuses and headers are checked in tests/api/openapi.rs); schemathesis leaves out the
