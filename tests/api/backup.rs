@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::file_layout::{audit_events, unpartition_audit};
 use crate::helpers::{
-    TestApp, expect_json, run_binary, spawn_app, spawn_app_on_database, spawn_app_with,
+    StoppedApp, TestApp, expect_json, run_binary, spawn_app, spawn_app_on_database, spawn_app_with,
 };
 
 const RESTORED_ADMIN: &str = "restored-admin-token-0123456789";
@@ -211,6 +211,24 @@ fn backup_file(data_dir: &std::path::Path, created: &Value) -> std::path::PathBu
         .join(created["file"].as_str().expect("file"))
 }
 
+/// A stopped service whose chat `chat` holds `text`, and the backup it took of that.
+async fn stopped_with_backup(chat: &str, text: &str) -> (StoppedApp, std::path::PathBuf) {
+    let app = spawn_app().await;
+    app.send_text(chat, text).await;
+    let created = backup(&app).await;
+    let stopped = app.stop().await;
+    let file = backup_file(&stopped.data_dir(), &created);
+    (stopped, file)
+}
+
+/// Changes the backup `file` in one write transaction, as someone with redb could.
+fn change_backup(file: &std::path::Path, change: impl FnOnce(&redb::WriteTransaction)) {
+    let db = redb::Database::open(file).expect("open the backup");
+    let write = db.begin_write().expect("write transaction");
+    change(&write);
+    write.commit().expect("commit");
+}
+
 fn texts(history: &[Value]) -> Vec<&str> {
     history.iter().filter_map(|m| m["text"].as_str()).collect()
 }
@@ -288,12 +306,7 @@ async fn a_restore_refuses_while_the_service_runs() {
 
 #[tokio::test]
 async fn a_damaged_backup_fails_its_check_and_is_never_restored() {
-    let app = spawn_app().await;
-    app.send_text("damaged", "a marker the damage will hit")
-        .await;
-    let created = backup(&app).await;
-    let stopped = app.stop().await;
-    let file = backup_file(&stopped.data_dir(), &created);
+    let (stopped, file) = stopped_with_backup("damaged", "a marker the damage will hit").await;
     let mut bytes = std::fs::read(&file).expect("the backup");
     let marker = b"a marker the damage will hit";
     let at = bytes
@@ -319,20 +332,14 @@ async fn a_damaged_backup_fails_its_check_and_is_never_restored() {
 
 #[tokio::test]
 async fn a_backup_whose_chain_was_cut_fails_its_check_and_is_never_restored() {
-    let app = spawn_app().await;
-    app.send_text("cut", "one").await;
-    let created = backup(&app).await;
-    let stopped = app.stop().await;
-    let file = backup_file(&stopped.data_dir(), &created);
-    let db = redb::Database::open(&file).expect("open the backup");
-    let write = db.begin_write().expect("write transaction");
-    write
-        .open_table(redb::TableDefinition::<u64, &[u8]>::new(&audit_events(2)))
-        .expect("audit table")
-        .remove(2)
-        .expect("remove an event");
-    write.commit().expect("commit");
-    drop(db);
+    let (stopped, file) = stopped_with_backup("cut", "one").await;
+    change_backup(&file, |write| {
+        write
+            .open_table(redb::TableDefinition::<u64, &[u8]>::new(&audit_events(2)))
+            .expect("audit table")
+            .remove(2)
+            .expect("remove an event");
+    });
 
     let checked = run_binary(&["backup", "verify", file.to_str().expect("path")]).await;
     assert!(!checked.status.success());
@@ -352,22 +359,15 @@ async fn a_backup_whose_chain_was_cut_fails_its_check_and_is_never_restored() {
 /// then migrates it and its chain verifies.
 #[tokio::test]
 async fn a_backup_of_an_older_schema_verifies_and_restores() {
-    let app = spawn_app().await;
-    app.send_text("older", "sent before the backup").await;
-    let created = backup(&app).await;
-    let stopped = app.stop().await;
-    let file = backup_file(&stopped.data_dir(), &created);
-    {
-        let db = redb::Database::open(&file).expect("open the backup");
-        let write = db.begin_write().expect("write transaction");
+    let (stopped, file) = stopped_with_backup("older", "sent before the backup").await;
+    change_backup(&file, |write| {
         write
             .open_table(redb::TableDefinition::<&str, &[u8]>::new("meta"))
             .expect("meta")
             .insert("schema_version", 5u32.to_le_bytes().as_slice())
             .expect("stamp schema 5");
-        unpartition_audit(&write);
-        write.commit().expect("commit");
-    }
+        unpartition_audit(write);
+    });
     let before = std::fs::read(&file).expect("the backup");
 
     let verified =
