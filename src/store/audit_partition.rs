@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound::{self, Excluded, Included, Unbounded};
 
 use redb::{
-    ReadOnlyTable, ReadTransaction, ReadableTableMetadata, Table, TableDefinition, TableError,
-    TableHandle, WriteTransaction,
+    Key, ReadOnlyTable, ReadTransaction, ReadableTableMetadata, Table, TableDefinition, TableError,
+    TableHandle, Value, WriteTransaction,
 };
 
 use super::StoreError;
@@ -162,18 +162,44 @@ pub fn open_read<K: redb::Key + 'static, V: redb::Value + 'static>(
     }
 }
 
-/// The events of a read transaction, each partition's table opened once.
-pub struct Events<'t> {
+/// Tables of one kind in a read transaction, each opened once and kept by what it holds;
+/// `None` for one the file does not have.
+struct Opened<'t, Id, K: Key + 'static, V: Value + 'static> {
     txn: &'t ReadTransaction,
-    open: BTreeMap<Partition, Option<ReadOnlyTable<u64, &'static [u8]>>>,
+    tables: BTreeMap<Id, Option<ReadOnlyTable<K, V>>>,
 }
+
+impl<'t, Id: Ord, K: Key + 'static, V: Value + 'static> Opened<'t, Id, K, V> {
+    fn new(txn: &'t ReadTransaction) -> Self {
+        Self {
+            txn,
+            tables: BTreeMap::new(),
+        }
+    }
+
+    /// The table `id`, opened on first use under the name `name` gives.
+    fn get(
+        &mut self,
+        id: Id,
+        name: impl FnOnce() -> String,
+    ) -> Result<Option<&ReadOnlyTable<K, V>>, StoreError> {
+        let table = match self.tables.entry(id) {
+            Entry::Occupied(open) => open.into_mut(),
+            Entry::Vacant(slot) => {
+                let name = name();
+                slot.insert(open_read(self.txn, TableDefinition::new(&name))?)
+            }
+        };
+        Ok(table.as_ref())
+    }
+}
+
+/// The events of a read transaction, each partition's table opened once.
+pub struct Events<'t>(Opened<'t, Partition, u64, &'static [u8]>);
 
 impl<'t> Events<'t> {
     pub fn new(txn: &'t ReadTransaction) -> Self {
-        Self {
-            txn,
-            open: BTreeMap::new(),
-        }
+        Self(Opened::new(txn))
     }
 
     /// The partition's events; `None` when it has none stored.
@@ -181,11 +207,7 @@ impl<'t> Events<'t> {
         &mut self,
         partition: Partition,
     ) -> Result<Option<&ReadOnlyTable<u64, &'static [u8]>>, StoreError> {
-        if !self.open.contains_key(&partition) {
-            let table = open_read(self.txn, partition.names().events())?;
-            self.open.insert(partition, table);
-        }
-        Ok(self.open[&partition].as_ref())
+        self.0.get(partition, || partition.names().events)
     }
 
     pub fn get(&mut self, seq: u64) -> Result<Option<Event>, StoreError> {
@@ -272,28 +294,19 @@ impl Iterator for EventRange<'_, '_> {
 }
 
 /// Point lookups in the index tables of a read transaction, each table opened once.
-pub struct IndexEntries<'t> {
-    txn: &'t ReadTransaction,
-    open: BTreeMap<(usize, Partition), Option<ReadOnlyTable<IndexKey<'static>, ()>>>,
-}
+pub struct IndexEntries<'t>(Opened<'t, (usize, Partition), IndexKey<'static>, ()>);
 
 impl<'t> IndexEntries<'t> {
     pub fn new(txn: &'t ReadTransaction) -> Self {
-        Self {
-            txn,
-            open: BTreeMap::new(),
-        }
+        Self(Opened::new(txn))
     }
 
     /// Whether index `position` holds `value` for the event `seq`.
     pub fn contains(&mut self, position: usize, value: &str, seq: u64) -> Result<bool, StoreError> {
         let partition = Partition::of(seq);
-        let table = match self.open.entry((position, partition)) {
-            Entry::Occupied(open) => open.into_mut(),
-            Entry::Vacant(slot) => {
-                slot.insert(open_read(self.txn, partition.names().index(position))?)
-            }
-        };
+        let table = self.0.get((position, partition), || {
+            partition.names().indexes[position].clone()
+        })?;
         match table {
             Some(table) => Ok(table.get((value, seq))?.is_some()),
             None => Ok(false),
